@@ -1,1 +1,2 @@
-//! (being written)
+//! Vela's RTMP ingest (being written).
+pub mod flv;
