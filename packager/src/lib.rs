@@ -1,1 +1,2 @@
-//! (being written)
+//! The CMAF packager (sans-IO).
+pub mod boxes;
