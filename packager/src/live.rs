@@ -1,0 +1,912 @@
+//! The live packager: a sans-IO state machine from [`MediaEvent`]s to a
+//! timeline of CMAF segments and parts per rendition.
+//!
+//! Events and the wall-clock time go in ([`LivePackager::push`]); the
+//! timeline comes out as plain data ([`LivePackager::renditions`]) that the
+//! manifest writers and the origin read. Nothing here reads a clock or a
+//! socket, so the whole behaviour is testable on simulated time.
+//!
+//! ## Alignment
+//! One track *leads* (the first video track, else the first audio track). It
+//! decides every cut: a segment starts on a lead keyframe once the current
+//! segment has reached about its target duration, and a part ends before the
+//! lead sample that would make it longer than the part target. Each cut is
+//! queued, as a time, to the other (*following*) tracks, which close their
+//! own part or segment as soon as one of their samples reaches that time. So
+//! every rendition has the same media sequence numbers over the same spans of
+//! time, which is what LL-HLS rendition reports and DASH segment alignment
+//! need.
+//!
+//! ## Timeline
+//! The output timeline starts at 0 at the first lead keyframe. Each track's
+//! input timestamps are shifted by one offset, so A/V sync is preserved. The
+//! wall-clock time of output time 0 is the *anchor*; a segment's program date
+//! time is anchor + its start. After a discontinuity (publisher reconnect) the
+//! timeline resumes at the later of the previous end and the wall clock, so
+//! program date times and DASH availability stay true.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use vela_media::{AudioCodec, CodecConfig, Frame, MediaEvent, MediaKind, Track};
+
+use crate::boxes::{self, Sample};
+
+/// Packaging settings of one live stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackagerConfig {
+    /// Target segment duration, seconds. Segments start on keyframes, so a
+    /// segment lasts at least about this long (longer when keyframes are rarer).
+    pub segment_target: f64,
+    /// Target part duration, seconds (LL-HLS parts, LL-DASH chunks).
+    pub part_target: f64,
+    /// How much media stays available behind the live edge, seconds.
+    pub dvr_window: f64,
+}
+
+impl Default for PackagerConfig {
+    fn default() -> Self {
+        PackagerConfig { segment_target: 2.0, part_target: 1.0 / 3.0, dvr_window: 120.0 }
+    }
+}
+
+/// A segment starts on the first keyframe after this share of the target.
+const SEGMENT_CUT_RATIO: f64 = 0.9;
+/// Slack on the part target (seconds): millisecond input timestamps jitter
+/// frame durations by a tick or two, which must not push a part of exactly
+/// the target length into a cut one frame early.
+const PART_SLACK: f64 = 0.002;
+
+/// One partial segment: a CMAF chunk (`moof`+`mdat`).
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Decode time of the first sample, in the track's timescale.
+    pub start: i64,
+    pub duration: i64,
+    /// Starts with a keyframe.
+    pub independent: bool,
+    pub data: Bytes,
+}
+
+/// A media segment: the concatenation of its parts.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Media sequence number (HLS) / segment number (DASH).
+    pub msn: u64,
+    pub start: i64,
+    pub duration: i64,
+    pub parts: Vec<Part>,
+    /// The first segment after a discontinuity.
+    pub discontinuity: bool,
+    /// Which init segment this segment needs.
+    pub init_version: u32,
+    /// Wall-clock time of the segment's start, unix milliseconds.
+    pub program_date_time_ms: i64,
+}
+
+impl Segment {
+    pub fn end(&self) -> i64 {
+        self.start + self.duration
+    }
+
+    pub fn size(&self) -> usize {
+        self.parts.iter().map(|p| p.data.len()).sum()
+    }
+
+    /// The segment's bytes as chunks, in order (no copy).
+    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
+        self.parts.iter().map(|p| &p.data)
+    }
+}
+
+/// One track's output: its init segment(s) and its segments.
+#[derive(Debug)]
+pub struct Rendition {
+    /// URL-safe id: `v1`, `a2` (kind letter and track id).
+    pub id: String,
+    pub track: Track,
+    /// Init segments by version, oldest first, as (version, bytes).
+    pub inits: Vec<(u32, Bytes)>,
+    /// Complete segments in the DVR window, oldest first.
+    pub segments: VecDeque<Segment>,
+    /// The segment being built (its parts so far), if any.
+    pub building: Option<Segment>,
+    /// Discontinuities that have left the window (EXT-X-DISCONTINUITY-SEQUENCE).
+    pub discontinuity_sequence: u64,
+    /// Bytes of all media written so far (for the bitrate estimate).
+    pub bytes_total: u64,
+    /// Longest segment so far, in timescale ticks.
+    pub max_segment_duration: i64,
+
+    pending: Vec<Sample>,
+    pending_start: i64,
+    last_dts: Option<i64>,
+    last_duration: i64,
+    /// Following tracks: cuts queued by the lead, as (time in this track's
+    /// timescale, starts a segment with this msn).
+    cuts: VecDeque<(i64, Option<u64>)>,
+    /// Input-to-output timestamp offset, in this track's timescale.
+    offset: i64,
+    /// AAC: the decode time the next frame should have.
+    expected_next: Option<i64>,
+    init_version: u32,
+    next_segment_discontinuity: bool,
+}
+
+impl Rendition {
+    fn new(track: Track) -> Self {
+        let id = format!("{}{}", if track.kind() == MediaKind::Video { 'v' } else { 'a' }, track.id);
+        let init = boxes::init_segment(&track);
+        Rendition {
+            id,
+            track,
+            inits: vec![(0, init)],
+            segments: VecDeque::new(),
+            building: None,
+            discontinuity_sequence: 0,
+            bytes_total: 0,
+            max_segment_duration: 0,
+            pending: Vec::new(),
+            pending_start: 0,
+            last_dts: None,
+            last_duration: 0,
+            cuts: VecDeque::new(),
+            offset: 0,
+            expected_next: None,
+            init_version: 0,
+            next_segment_discontinuity: false,
+        }
+    }
+
+    pub fn timescale(&self) -> u32 {
+        self.track.timescale
+    }
+
+    pub fn init(&self, version: u32) -> Option<&Bytes> {
+        self.inits.iter().find(|(v, _)| *v == version).map(|(_, b)| b)
+    }
+
+    pub fn current_init_version(&self) -> u32 {
+        self.init_version
+    }
+
+    /// A complete or in-progress segment by number.
+    pub fn segment(&self, msn: u64) -> Option<&Segment> {
+        if let Some(b) = self.building.as_ref().filter(|b| b.msn == msn) {
+            return Some(b);
+        }
+        let first = self.segments.front()?.msn;
+        let idx = msn.checked_sub(first)?;
+        self.segments.get(usize::try_from(idx).ok()?).filter(|s| s.msn == msn)
+    }
+
+    /// The newest segment number and the index of its newest part:
+    /// (LAST-MSN, LAST-PART) of a rendition report.
+    pub fn last_part(&self) -> Option<(u64, usize)> {
+        match &self.building {
+            Some(b) if !b.parts.is_empty() => Some((b.msn, b.parts.len() - 1)),
+            _ => self.segments.back().map(|s| (s.msn, s.parts.len().saturating_sub(1))),
+        }
+    }
+
+    /// The number of the next part to be written: (msn, part index).
+    pub fn next_part(&self) -> (u64, usize) {
+        match (&self.building, self.segments.back()) {
+            (Some(b), _) => (b.msn, b.parts.len()),
+            (None, Some(s)) => (s.msn + 1, 0),
+            (None, None) => (0, 0),
+        }
+    }
+
+    /// Whether part `part` of segment `msn` (or, without a part, the whole
+    /// segment) exists. A part index past the end of a complete segment means
+    /// the first part of the next one (how LL-HLS clients ask for "the next part").
+    pub fn has(&self, msn: u64, part: Option<usize>) -> bool {
+        let complete = self.segments.back().is_some_and(|s| s.msn >= msn);
+        match part {
+            None => complete,
+            Some(p) => {
+                if complete {
+                    match self.segment(msn) {
+                        Some(s) if p < s.parts.len() => true,
+                        Some(_) => self.has(msn + 1, Some(0)),
+                        None => true, // left the window: long available
+                    }
+                } else {
+                    self.building.as_ref().is_some_and(|b| b.msn == msn && b.parts.len() > p)
+                }
+            }
+        }
+    }
+
+    /// Estimated bits per second over the window.
+    pub fn bandwidth(&self) -> u64 {
+        let dur: i64 = self.segments.iter().map(|s| s.duration).sum();
+        let bytes: usize = self.segments.iter().map(|s| s.size()).sum();
+        if dur > 0 {
+            (bytes as u64 * 8 * u64::from(self.track.timescale)) / dur as u64
+        } else {
+            u64::from(self.track.bitrate.unwrap_or(match self.track.kind() {
+                MediaKind::Video => 2_500_000,
+                MediaKind::Audio => 128_000,
+            }))
+        }
+    }
+
+    fn aac_frame_duration(&self) -> Option<i64> {
+        match &self.track.config {
+            CodecConfig::Audio { codec: AudioCodec::Aac, .. } => Some(1024),
+            _ => None,
+        }
+    }
+
+    /// The end of everything written, in seconds.
+    fn end_secs(&self) -> Option<f64> {
+        let end = match (&self.building, self.segments.back()) {
+            (Some(b), _) if !b.parts.is_empty() => Some(b.end()),
+            (_, Some(s)) => Some(s.end()),
+            _ => None,
+        };
+        end.map(|e| e as f64 / f64::from(self.track.timescale))
+    }
+
+    /// Turns the pending samples into a part of the building segment.
+    fn close_part(&mut self, frag_seq: &mut u32) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let samples = std::mem::take(&mut self.pending);
+        let duration: i64 = samples.iter().map(|s| i64::from(s.duration)).sum();
+        *frag_seq = frag_seq.wrapping_add(1);
+        let data = boxes::fragment(*frag_seq, self.track.id, self.pending_start.max(0) as u64, &samples);
+        self.bytes_total += data.len() as u64;
+        let part = Part { start: self.pending_start, duration, independent: samples[0].keyframe, data };
+        if let Some(b) = self.building.as_mut() {
+            b.duration = part.start + part.duration - b.start;
+            b.parts.push(part);
+        }
+    }
+
+    fn close_segment(&mut self, window_ticks: i64) {
+        let Some(seg) = self.building.take() else { return };
+        if seg.parts.is_empty() {
+            return;
+        }
+        self.max_segment_duration = self.max_segment_duration.max(seg.duration);
+        let end = seg.end();
+        self.segments.push_back(seg);
+        while self.segments.front().is_some_and(|s| s.end() < end - window_ticks) {
+            if let Some(old) = self.segments.pop_front() {
+                if old.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+            }
+        }
+    }
+
+    fn open_segment(&mut self, msn: u64, start: i64, anchor_ms: i64) {
+        let pdt = anchor_ms + (start as f64 * 1000.0 / f64::from(self.track.timescale)).round() as i64;
+        self.building = Some(Segment {
+            msn,
+            start,
+            duration: 0,
+            parts: Vec::new(),
+            discontinuity: std::mem::take(&mut self.next_segment_discontinuity),
+            init_version: self.init_version,
+            program_date_time_ms: pdt,
+        });
+    }
+
+    fn push_sample(&mut self, dts: i64, frame: &Frame) {
+        if self.pending.is_empty() {
+            self.pending_start = dts;
+        }
+        self.pending.push(Sample {
+            duration: 0,
+            cts_offset: frame.cts_offset,
+            keyframe: frame.keyframe || self.track.kind() == MediaKind::Audio,
+            data: frame.data.clone(),
+        });
+        self.last_dts = Some(dts);
+    }
+
+    /// Sets the last pending sample's duration now that the next one's decode
+    /// time (or an estimate at the end) is known.
+    fn settle_last(&mut self, next_dts: i64) {
+        if let (Some(last), Some(last_dts)) = (self.pending.last_mut(), self.last_dts) {
+            let d = (next_dts - last_dts).max(1);
+            last.duration = u32::try_from(d).unwrap_or(u32::MAX);
+            self.last_duration = d;
+        }
+    }
+
+    fn settle_last_estimated(&mut self) {
+        let est = self.aac_frame_duration().unwrap_or(self.last_duration.max(1));
+        if let Some(last_dts) = self.last_dts {
+            self.settle_last(last_dts + est);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No tracks yet.
+    Idle,
+    /// Tracks known; waiting for the lead's first keyframe.
+    WaitingForKeyframe,
+    Running,
+    Ended,
+}
+
+/// What changed with one [`LivePackager::push`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Changes {
+    pub parts: usize,
+    pub segments: usize,
+    pub tracks: bool,
+    pub ended: bool,
+}
+
+impl Changes {
+    pub fn any(&self) -> bool {
+        self.parts > 0 || self.segments > 0 || self.tracks || self.ended
+    }
+}
+
+/// The live packager of one stream. See the module docs.
+#[derive(Debug)]
+pub struct LivePackager {
+    config: PackagerConfig,
+    renditions: Vec<Rendition>,
+    lead: usize,
+    state: State,
+    /// Unix milliseconds of output time 0.
+    anchor_ms: Option<i64>,
+    /// Where the output timeline resumes after a discontinuity, seconds.
+    resume_at: f64,
+    next_msn: u64,
+    frag_seq: u32,
+    discontinuity_pending: bool,
+    dropped_frames: u64,
+}
+
+impl LivePackager {
+    pub fn new(config: PackagerConfig) -> Self {
+        LivePackager {
+            config,
+            renditions: Vec::new(),
+            lead: 0,
+            state: State::Idle,
+            anchor_ms: None,
+            resume_at: 0.0,
+            next_msn: 0,
+            frag_seq: 0,
+            discontinuity_pending: false,
+            dropped_frames: 0,
+        }
+    }
+
+    pub fn config(&self) -> &PackagerConfig {
+        &self.config
+    }
+
+    pub fn renditions(&self) -> &[Rendition] {
+        &self.renditions
+    }
+
+    pub fn rendition(&self, id: &str) -> Option<&Rendition> {
+        self.renditions.iter().find(|r| r.id == id)
+    }
+
+    /// The rendition that decides the cuts.
+    pub fn lead(&self) -> Option<&Rendition> {
+        self.renditions.get(self.lead)
+    }
+
+    /// The publisher stopped and every segment is final (EXT-X-ENDLIST).
+    pub fn is_ended(&self) -> bool {
+        self.state == State::Ended
+    }
+
+    /// Unix milliseconds of output time 0 (DASH availabilityStartTime).
+    pub fn anchor_ms(&self) -> Option<i64> {
+        self.anchor_ms
+    }
+
+    /// Frames dropped as unusable (before the first keyframe, out of order).
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped_frames
+    }
+
+    /// Feeds one event; `now_ms` is the wall clock, unix milliseconds.
+    pub fn push(&mut self, event: MediaEvent, now_ms: i64) -> Changes {
+        let mut changes = Changes::default();
+        match event {
+            MediaEvent::Tracks(tracks) => self.on_tracks(&tracks, &mut changes),
+            MediaEvent::Frame(frame) => self.on_frame(&frame, now_ms, &mut changes),
+            MediaEvent::Discontinuity => {
+                self.flush(&mut changes);
+                if self.state != State::Idle {
+                    self.state = State::WaitingForKeyframe;
+                }
+                self.discontinuity_pending = true;
+            }
+            MediaEvent::End => {
+                self.flush(&mut changes);
+                self.state = State::Ended;
+                changes.ended = true;
+            }
+        }
+        changes
+    }
+
+    fn on_tracks(&mut self, tracks: &[Track], changes: &mut Changes) {
+        changes.tracks = true;
+        if self.renditions.is_empty() {
+            self.renditions = tracks.iter().cloned().map(Rendition::new).collect();
+            self.lead = self
+                .renditions
+                .iter()
+                .position(|r| r.track.kind() == MediaKind::Video)
+                .unwrap_or(0);
+            if !self.renditions.is_empty() {
+                self.state = State::WaitingForKeyframe;
+            }
+            return;
+        }
+        // A new configuration mid-stream: finish what was built with the old
+        // one, and start over at the next keyframe with a new init segment.
+        let changed: Vec<usize> = self
+            .renditions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let t = tracks.iter().find(|t| t.id == r.track.id && t.kind() == r.track.kind())?;
+                (t.config != r.track.config || t.timescale != r.track.timescale).then_some(i)
+            })
+            .collect();
+        for t in tracks {
+            if !self.renditions.iter().any(|r| r.track.id == t.id) {
+                tracing::warn!(track = t.id, "a track added mid-stream is ignored until the stream restarts");
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        self.flush(changes);
+        for i in changed {
+            let t = tracks.iter().find(|t| t.id == self.renditions[i].track.id).cloned();
+            if let Some(t) = t {
+                let r = &mut self.renditions[i];
+                r.init_version += 1;
+                r.track = t;
+                r.inits.push((r.init_version, boxes::init_segment(&r.track)));
+                // Old init segments are kept while segments refer to them.
+                let oldest = r.segments.front().map(|s| s.init_version).unwrap_or(r.init_version);
+                r.inits.retain(|(v, _)| *v >= oldest);
+            }
+        }
+        if self.state == State::Running {
+            self.state = State::WaitingForKeyframe;
+        }
+        self.discontinuity_pending = true;
+    }
+
+    /// Closes every open part and segment (before a discontinuity or the end).
+    fn flush(&mut self, changes: &mut Changes) {
+        let window = self.config.dvr_window;
+        let mut resume: f64 = self.resume_at;
+        for r in &mut self.renditions {
+            // A following track closes at its queued cuts, then at the end.
+            r.settle_last_estimated();
+            r.close_part(&mut self.frag_seq);
+            if r.building.as_ref().is_some_and(|b| !b.parts.is_empty()) {
+                changes.segments += 1;
+            }
+            let w = (window * f64::from(r.timescale())) as i64;
+            r.close_segment(w);
+            r.cuts.clear();
+            r.last_dts = None;
+            r.expected_next = None;
+            if let Some(e) = r.end_secs() {
+                resume = resume.max(e);
+            }
+        }
+        changes.parts += self.renditions.len();
+        self.resume_at = resume;
+        self.next_msn = self
+            .renditions
+            .iter()
+            .filter_map(|r| r.segments.back().map(|s| s.msn + 1))
+            .max()
+            .unwrap_or(self.next_msn);
+    }
+
+    fn on_frame(&mut self, frame: &Frame, now_ms: i64, changes: &mut Changes) {
+        let Some(idx) = self.renditions.iter().position(|r| r.track.id == frame.track_id) else {
+            self.dropped_frames += 1;
+            return;
+        };
+        match self.state {
+            State::Idle | State::Ended => {
+                self.dropped_frames += 1;
+                return;
+            }
+            State::WaitingForKeyframe => {
+                let lead_kind = self.renditions[self.lead].track.kind();
+                if idx != self.lead || (lead_kind == MediaKind::Video && !frame.keyframe) {
+                    self.dropped_frames += 1;
+                    return;
+                }
+                self.start(frame, now_ms);
+            }
+            State::Running => {}
+        }
+        if idx == self.lead {
+            self.on_lead_frame(frame, changes);
+        } else {
+            self.on_following_frame(idx, frame, changes);
+        }
+    }
+
+    /// Starts (or resumes) the output timeline at this lead keyframe.
+    fn start(&mut self, frame: &Frame, now_ms: i64) {
+        let anchor = *self.anchor_ms.get_or_insert(now_ms);
+        // Resume no earlier than the wall clock, so that program date times
+        // and DASH availability keep telling the truth after a gap.
+        let start_secs = self.resume_at.max((now_ms - anchor) as f64 / 1000.0);
+        let lead_ts = f64::from(self.renditions[self.lead].timescale());
+        let input_origin_secs = frame.dts as f64 / lead_ts;
+        let discontinuity = std::mem::take(&mut self.discontinuity_pending);
+        let msn = self.next_msn;
+        for r in &mut self.renditions {
+            let ts = f64::from(r.timescale());
+            r.offset = (start_secs * ts).round() as i64 - (input_origin_secs * ts).round() as i64;
+            r.next_segment_discontinuity = discontinuity;
+            r.cuts.clear();
+            let start = (start_secs * ts).round() as i64;
+            r.open_segment(msn, start, anchor);
+            r.pending_start = start;
+        }
+        self.state = State::Running;
+    }
+
+    fn on_lead_frame(&mut self, frame: &Frame, changes: &mut Changes) {
+        let cfg = &self.config;
+        let anchor = self.anchor_ms.unwrap_or(0);
+        let window = cfg.dvr_window;
+        let r = &mut self.renditions[self.lead];
+        let ts = f64::from(r.timescale());
+        let Some(dts) = normalise_dts(r, frame) else {
+            self.dropped_frames += 1;
+            return;
+        };
+        if !r.pending.is_empty() {
+            r.settle_last(dts);
+        }
+        let Some(seg_start) = r.building.as_ref().map(|b| b.start) else { return };
+        let seg_len = dts - seg_start;
+        let est = r.last_duration.max(1);
+        let is_key = frame.keyframe || r.track.kind() == MediaKind::Audio;
+        let mut cut: Option<Option<u64>> = None;
+        if is_key && !r.pending.is_empty() && seg_len as f64 >= cfg.segment_target * SEGMENT_CUT_RATIO * ts {
+            r.close_part(&mut self.frag_seq);
+            r.close_segment((window * ts) as i64);
+            self.next_msn += 1;
+            r.open_segment(self.next_msn, dts, anchor);
+            changes.parts += 1;
+            changes.segments += 1;
+            cut = Some(Some(self.next_msn));
+        } else if !r.pending.is_empty()
+            && (dts + est - r.pending_start) as f64 > (cfg.part_target + PART_SLACK) * ts
+        {
+            r.close_part(&mut self.frag_seq);
+            changes.parts += 1;
+            cut = Some(None);
+        }
+        r.push_sample(dts, frame);
+
+        if let Some(kind) = cut {
+            let secs = dts as f64 / ts;
+            let lead = self.lead;
+            // A following track that stalls must not hold its segments open
+            // for ever: cuts older than this are applied without waiting.
+            let stale_before = secs - (3.0 * cfg.segment_target).max(3.0);
+            for (i, f) in self.renditions.iter_mut().enumerate() {
+                if i == lead {
+                    continue;
+                }
+                let fts = f64::from(f.timescale());
+                f.cuts.push_back(((secs * fts).round() as i64, kind));
+                while f.cuts.front().is_some_and(|(t, _)| (*t as f64 / fts) < stale_before) {
+                    let (t, kind) = f.cuts.pop_front().unwrap_or((0, None));
+                    apply_cut(f, t, kind, &mut self.frag_seq, anchor, window, changes);
+                }
+            }
+        }
+    }
+
+    fn on_following_frame(&mut self, idx: usize, frame: &Frame, changes: &mut Changes) {
+        let anchor = self.anchor_ms.unwrap_or(0);
+        let window = self.config.dvr_window;
+        let r = &mut self.renditions[idx];
+        let Some(dts) = normalise_dts(r, frame) else {
+            self.dropped_frames += 1;
+            return;
+        };
+        // Before the start of the timeline (e.g. audio ahead of the first
+        // video keyframe): nothing to play it with.
+        if r.building.as_ref().is_some_and(|b| b.parts.is_empty() && r.pending.is_empty() && dts < b.start) {
+            r.last_dts = None;
+            r.expected_next = None;
+            self.dropped_frames += 1;
+            return;
+        }
+        if !r.pending.is_empty() {
+            r.settle_last(dts);
+        }
+        while let Some(&(t, kind)) = r.cuts.front() {
+            if dts < t {
+                break;
+            }
+            r.cuts.pop_front();
+            apply_cut(r, dts, kind, &mut self.frag_seq, anchor, window, changes);
+        }
+        if r.building.as_ref().is_some_and(|b| b.parts.is_empty()) && r.pending.is_empty() {
+            if let Some(b) = r.building.as_mut() {
+                b.start = dts;
+            }
+        }
+        r.push_sample(dts, frame);
+    }
+}
+
+/// Closes a following track's part (and segment) at a cut from the lead.
+fn apply_cut(
+    r: &mut Rendition,
+    next_start: i64,
+    kind: Option<u64>,
+    frag_seq: &mut u32,
+    anchor: i64,
+    window: f64,
+    changes: &mut Changes,
+) {
+    if r.pending.last().is_some_and(|s| s.duration == 0) {
+        r.settle_last_estimated();
+    }
+    r.close_part(frag_seq);
+    changes.parts += 1;
+    if let Some(msn) = kind {
+        let w = (window * f64::from(r.timescale())) as i64;
+        r.close_segment(w);
+        r.open_segment(msn, next_start, anchor);
+        changes.segments += 1;
+    }
+}
+
+/// Maps a frame's decode time onto the output timeline; `None` to drop it.
+fn normalise_dts(r: &mut Rendition, frame: &Frame) -> Option<i64> {
+    let mut dts = frame.dts + r.offset;
+    if let Some(frame_dur) = r.aac_frame_duration() {
+        // Millisecond input timestamps jitter AAC frames by up to a
+        // millisecond; snap to the exact 1024-sample cadence while within a
+        // frame of it, and resynchronise on a real gap.
+        if let Some(expected) = r.expected_next {
+            if (dts - expected).abs() < frame_dur {
+                dts = expected;
+            } else if dts < expected {
+                return None; // overlap: already covered
+            }
+        }
+        r.expected_next = Some(dts + frame_dur);
+    }
+    if r.last_dts.is_some_and(|last| dts <= last) {
+        tracing::debug!(track = r.track.id, dts, "frame out of decode order dropped");
+        return None;
+    }
+    Some(dts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use vela_media::VideoCodec;
+
+    pub(crate) fn video_track() -> Track {
+        Track {
+            id: 1,
+            timescale: 90000,
+            config: CodecConfig::Video {
+                codec: VideoCodec::H264,
+                width: 640,
+                height: 360,
+                frame_rate: Some(30.0),
+                record: Bytes::from_static(&[1, 0x64, 0, 0x1e, 0xff, 0xe0, 0]),
+            },
+            bitrate: None,
+        }
+    }
+
+    pub(crate) fn audio_track(id: u32) -> Track {
+        Track {
+            id,
+            timescale: 48000,
+            config: CodecConfig::Audio {
+                codec: AudioCodec::Aac,
+                sample_rate: 48000,
+                channels: 2,
+                specific_config: Bytes::from_static(&[0x11, 0x90]),
+            },
+            bitrate: None,
+        }
+    }
+
+    /// Feeds `secs` of 30 fps video (GOP `gop` frames) and 48 kHz AAC, with
+    /// millisecond-rounded timestamps as RTMP delivers them, interleaved in
+    /// arrival order. Returns the packager.
+    pub(crate) fn feed(p: &mut LivePackager, start_ms: i64, secs: f64, gop: u32, wall0: i64) {
+        let mut v = 0u32;
+        let mut a = 0u32;
+        let vframes = (secs * 30.0) as u32;
+        let aframes = (secs * 48000.0 / 1024.0) as u32;
+        while v < vframes || a < aframes {
+            let vt = start_ms + (f64::from(v) * 1000.0 / 30.0).round() as i64;
+            let at = start_ms + (f64::from(a) * 1024.0 * 1000.0 / 48000.0).round() as i64;
+            if v < vframes && (vt <= at || a >= aframes) {
+                let f = Frame {
+                    track_id: 1,
+                    dts: vt * 90,
+                    cts_offset: if v % gop == 0 { 0 } else { 3000 },
+                    keyframe: v % gop == 0,
+                    data: Bytes::from(vec![0u8; 100]),
+                };
+                p.push(MediaEvent::Frame(f), wall0 + vt - start_ms);
+                v += 1;
+            } else {
+                let f = Frame { track_id: 2, dts: at * 48, cts_offset: 0, keyframe: true, data: Bytes::from_static(b"aac") };
+                p.push(MediaEvent::Frame(f), wall0 + at - start_ms);
+                a += 1;
+            }
+        }
+    }
+
+    fn av_packager() -> LivePackager {
+        let mut p = LivePackager::new(PackagerConfig::default());
+        p.push(MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])), 0);
+        p
+    }
+
+    #[test]
+    fn segments_cut_on_keyframes_and_align_across_renditions() {
+        let mut p = av_packager();
+        feed(&mut p, 5_000, 10.0, 30, 1_000_000);
+        let v = p.rendition("v1").unwrap();
+        let a = p.rendition("a2").unwrap();
+        assert!(v.segments.len() >= 4, "{} segments", v.segments.len());
+        for s in &v.segments {
+            assert!(s.parts[0].independent, "segment {} starts with a keyframe", s.msn);
+            let secs = s.duration as f64 / 90000.0;
+            assert!((1.9..=2.1).contains(&secs), "segment {} lasts {secs}", s.msn);
+            // parts stay within the advertised target
+            for part in &s.parts {
+                assert!(part.duration as f64 / 90000.0 <= 1.0 / 3.0 + PART_SLACK + 1e-9);
+            }
+        }
+        for (sv, sa) in v.segments.iter().zip(a.segments.iter()) {
+            assert_eq!(sv.msn, sa.msn);
+            let dv = sv.start as f64 / 90000.0;
+            let da = sa.start as f64 / 48000.0;
+            assert!((dv - da).abs() < 0.03, "msn {}: video at {dv}, audio at {da}", sv.msn);
+        }
+        assert_eq!(v.segments[0].start, 0, "output timeline starts at zero");
+        assert_eq!(v.segments[0].program_date_time_ms, 1_000_000);
+    }
+
+    #[test]
+    fn audio_samples_snap_to_the_aac_cadence() {
+        let mut p = av_packager();
+        feed(&mut p, 0, 4.0, 30, 0);
+        let a = p.rendition("a2").unwrap();
+        for s in &a.segments {
+            for part in &s.parts {
+                assert_eq!(part.duration % 1024, 0, "AAC parts are whole frames");
+            }
+        }
+    }
+
+    #[test]
+    fn timeline_is_contiguous_per_rendition() {
+        let mut p = av_packager();
+        feed(&mut p, 0, 8.0, 30, 0);
+        for r in p.renditions() {
+            let mut parts = r.segments.iter().flat_map(|s| s.parts.iter());
+            let mut prev = parts.next().unwrap();
+            for part in parts {
+                assert_eq!(prev.start + prev.duration, part.start, "{}: gap or overlap", r.id);
+                prev = part;
+            }
+        }
+    }
+
+    #[test]
+    fn end_closes_everything() {
+        let mut p = av_packager();
+        feed(&mut p, 0, 3.0, 30, 0);
+        let changes = p.push(MediaEvent::End, 3_000);
+        assert!(changes.ended && p.is_ended());
+        for r in p.renditions() {
+            assert!(r.building.is_none());
+            let total: i64 = r.segments.iter().map(|s| s.duration).sum();
+            let secs = total as f64 / f64::from(r.timescale());
+            assert!((2.9..3.1).contains(&secs), "{} has {secs} s", r.id);
+        }
+    }
+
+    #[test]
+    fn discontinuity_resumes_later_with_continuing_numbers() {
+        let mut p = av_packager();
+        feed(&mut p, 0, 4.0, 30, 0);
+        p.push(MediaEvent::Discontinuity, 4_000);
+        let before = p.rendition("v1").unwrap().segments.back().unwrap().msn;
+        // The new publisher starts its clock at 0 again, 3 s of wall time later.
+        feed(&mut p, 0, 4.0, 30, 7_000);
+        let v = p.rendition("v1").unwrap();
+        let first_after = v.segments.iter().find(|s| s.msn == before + 1).unwrap();
+        assert!(first_after.discontinuity);
+        let start = first_after.start as f64 / 90000.0;
+        assert!((start - 7.0).abs() < 0.05, "resumes at wall-clock time, got {start}");
+        assert_eq!(first_after.program_date_time_ms, 7_000);
+        let a = p.rendition("a2").unwrap();
+        assert!(a.segments.iter().any(|s| s.msn == before + 1 && s.discontinuity));
+    }
+
+    #[test]
+    fn frames_before_first_keyframe_are_dropped() {
+        let mut p = av_packager();
+        let f = Frame { track_id: 1, dts: 0, cts_offset: 0, keyframe: false, data: Bytes::new() };
+        p.push(MediaEvent::Frame(f), 0);
+        assert_eq!(p.dropped_frames(), 1);
+        assert!(p.rendition("v1").unwrap().building.is_none());
+    }
+
+    #[test]
+    fn dvr_window_evicts_old_segments() {
+        let mut p = LivePackager::new(PackagerConfig { dvr_window: 6.0, ..Default::default() });
+        p.push(MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])), 0);
+        feed(&mut p, 0, 20.0, 30, 0);
+        let v = p.rendition("v1").unwrap();
+        let span: i64 = v.segments.iter().map(|s| s.duration).sum();
+        assert!(span as f64 / 90000.0 <= 8.1, "window holds {span}");
+        assert!(v.segment(0).is_none(), "segment 0 has left the window");
+        assert!(v.segments.front().unwrap().msn > 0);
+    }
+
+    #[test]
+    fn has_part_semantics_follow_ll_hls() {
+        let mut p = av_packager();
+        feed(&mut p, 0, 4.5, 30, 0);
+        let v = p.rendition("v1").unwrap();
+        let (msn, part) = v.last_part().unwrap();
+        assert!(v.has(msn, Some(part)));
+        assert!(!v.has(msn, Some(part + 1)));
+        let first = v.segments.front().unwrap();
+        // asking past the end of a complete segment means the next segment's first part
+        assert!(v.has(first.msn, Some(first.parts.len())));
+        assert!(!v.has(msn + 1, None));
+    }
+
+    #[test]
+    fn audio_only_stream_leads_with_audio() {
+        let mut p = LivePackager::new(PackagerConfig::default());
+        p.push(MediaEvent::Tracks(Arc::new(vec![audio_track(1)])), 0);
+        for i in 0..300i64 {
+            let dts = (i * 1024 * 1000 / 48000) * 48;
+            let f = Frame { track_id: 1, dts, cts_offset: 0, keyframe: true, data: Bytes::from_static(b"a") };
+            p.push(MediaEvent::Frame(f), i * 21);
+        }
+        let a = p.rendition("a1").unwrap();
+        assert!(a.segments.len() >= 2);
+        assert!(a.segments[0].parts.len() >= 5);
+    }
+}
