@@ -51,16 +51,32 @@ impl CodecConfig {
     /// The RFC 6381 `codecs` parameter value, e.g. `avc1.64001f`, `mp4a.40.2`.
     pub fn codec_string(&self) -> String {
         match self {
-            CodecConfig::Video { codec: VideoCodec::H264, record, .. } => {
+            CodecConfig::Video {
+                codec: VideoCodec::H264,
+                record,
+                ..
+            } => {
                 if record.len() >= 4 {
                     format!("avc1.{:02x}{:02x}{:02x}", record[1], record[2], record[3])
                 } else {
                     "avc1".to_string()
                 }
             }
-            CodecConfig::Video { codec: VideoCodec::H265, record, .. } => hevc_codec_string(record),
-            CodecConfig::Video { codec: VideoCodec::Av1, record, .. } => av1_codec_string(record),
-            CodecConfig::Audio { codec: AudioCodec::Aac, specific_config, .. } => {
+            CodecConfig::Video {
+                codec: VideoCodec::H265,
+                record,
+                ..
+            } => hevc_codec_string(record),
+            CodecConfig::Video {
+                codec: VideoCodec::Av1,
+                record,
+                ..
+            } => av1_codec_string(record),
+            CodecConfig::Audio {
+                codec: AudioCodec::Aac,
+                specific_config,
+                ..
+            } => {
                 let aot = specific_config.first().map(|b| b >> 3).unwrap_or(2);
                 format!("mp4a.40.{}", if aot == 0 { 2 } else { aot })
             }
@@ -90,7 +106,11 @@ fn hevc_codec_string(r: &[u8]) -> String {
     );
     // Constraint flags: six bytes, trailing zero bytes omitted.
     let constraints = &r[6..12];
-    let n = constraints.iter().rposition(|&b| b != 0).map(|i| i + 1).unwrap_or(0);
+    let n = constraints
+        .iter()
+        .rposition(|&b| b != 0)
+        .map(|i| i + 1)
+        .unwrap_or(0);
     for b in &constraints[..n] {
         s.push_str(&format!(".{b:X}"));
     }

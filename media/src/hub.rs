@@ -62,7 +62,10 @@ pub struct StreamHub {
 impl StreamHub {
     pub fn new(capacity: usize, reconnect_grace: Duration) -> Self {
         StreamHub {
-            inner: Arc::new(Mutex::new(Inner { streams: HashMap::new(), on_start: Vec::new() })),
+            inner: Arc::new(Mutex::new(Inner {
+                streams: HashMap::new(),
+                on_start: Vec::new(),
+            })),
             capacity: capacity.max(16),
             reconnect_grace,
         }
@@ -103,13 +106,26 @@ impl StreamHub {
         }
         let (sender, _) = broadcast::channel(self.capacity);
         for f in &inner.on_start {
-            f(StreamStart { name: name.to_string(), events: sender.subscribe() });
+            f(StreamStart {
+                name: name.to_string(),
+                events: sender.subscribe(),
+            });
         }
         inner.streams.insert(
             name.to_string(),
-            Channel { sender: sender.clone(), generation: 0, publishing: true },
+            Channel {
+                sender: sender.clone(),
+                generation: 0,
+                publishing: true,
+            },
         );
-        Ok(Publisher { hub: self.clone(), name: name.to_string(), sender, generation: 0, finished: false })
+        Ok(Publisher {
+            hub: self.clone(),
+            name: name.to_string(),
+            sender,
+            generation: 0,
+            finished: false,
+        })
     }
 
     /// A new receiver on a running stream (late-joining consumers, e.g. a
@@ -121,8 +137,12 @@ impl StreamHub {
     /// Names of the streams that currently have a publisher.
     pub fn publishing(&self) -> Vec<String> {
         let inner = self.lock();
-        let mut names: Vec<String> =
-            inner.streams.iter().filter(|(_, c)| c.publishing).map(|(n, _)| n.clone()).collect();
+        let mut names: Vec<String> = inner
+            .streams
+            .iter()
+            .filter(|(_, c)| c.publishing)
+            .map(|(n, _)| n.clone())
+            .collect();
         names.sort();
         names
     }
@@ -133,7 +153,9 @@ impl StreamHub {
 
     fn release(&self, name: &str, generation: u64, clean: bool) {
         let mut inner = self.lock();
-        let Some(ch) = inner.streams.get_mut(name) else { return };
+        let Some(ch) = inner.streams.get_mut(name) else {
+            return;
+        };
         if ch.generation != generation {
             return;
         }
@@ -212,7 +234,13 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn frame(dts: i64) -> MediaEvent {
-        MediaEvent::Frame(Frame { track_id: 1, dts, cts_offset: 0, keyframe: true, data: Bytes::from_static(b"x") })
+        MediaEvent::Frame(Frame {
+            track_id: 1,
+            dts,
+            cts_offset: 0,
+            keyframe: true,
+            data: Bytes::from_static(b"x"),
+        })
     }
 
     #[tokio::test(start_paused = true)]
@@ -226,7 +254,10 @@ mod tests {
             let _ = tx.send(st.events);
         });
         let p = hub.publish("show").unwrap();
-        assert_eq!(hub.publish("show").err(), Some(PublishError::AlreadyPublishing("show".into())));
+        assert_eq!(
+            hub.publish("show").err(),
+            Some(PublishError::AlreadyPublishing("show".into()))
+        );
         let mut events = rx.recv().await.unwrap();
         p.send(frame(0));
         p.finish();
@@ -244,9 +275,15 @@ mod tests {
         drop(p); // vanished, not finished
         tokio::time::sleep(Duration::from_secs(2)).await;
         let p2 = hub.publish("show").unwrap();
-        assert!(matches!(events.recv().await.unwrap(), MediaEvent::Discontinuity));
+        assert!(matches!(
+            events.recv().await.unwrap(),
+            MediaEvent::Discontinuity
+        ));
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert!(hub.is_publishing("show"), "stale grace timer must not end the new publish");
+        assert!(
+            hub.is_publishing("show"),
+            "stale grace timer must not end the new publish"
+        );
         p2.finish();
         assert!(matches!(events.recv().await.unwrap(), MediaEvent::End));
     }
@@ -270,6 +307,9 @@ mod tests {
         for i in 0..100 {
             p.send(frame(i)); // never blocks
         }
-        assert!(matches!(slow.recv().await, Err(broadcast::error::RecvError::Lagged(_))));
+        assert!(matches!(
+            slow.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
     }
 }

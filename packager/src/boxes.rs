@@ -29,7 +29,10 @@ impl Default for BoxWriter {
 
 impl BoxWriter {
     pub fn with_capacity(cap: usize) -> Self {
-        BoxWriter { buf: BytesMut::with_capacity(cap), open: Vec::new() }
+        BoxWriter {
+            buf: BytesMut::with_capacity(cap),
+            open: Vec::new(),
+        }
     }
 
     /// Opens a box; close it with [`BoxWriter::end`].
@@ -42,7 +45,8 @@ impl BoxWriter {
     /// Opens a full box (version and flags).
     pub fn begin_full(&mut self, fourcc: &[u8; 4], version: u8, flags: u32) {
         self.begin(fourcc);
-        self.buf.put_u32((u32::from(version) << 24) | (flags & 0x00ff_ffff));
+        self.buf
+            .put_u32((u32::from(version) << 24) | (flags & 0x00ff_ffff));
     }
 
     pub fn end(&mut self) {
@@ -161,7 +165,11 @@ fn write_trak(w: &mut BoxWriter, track: &Track) {
     w.put_u32(0);
     w.put_slice(if is_video { b"vide" } else { b"soun" });
     w.put_bytes(0, 12);
-    w.put_slice(if is_video { b"Vela video\0" } else { b"Vela audio\0" });
+    w.put_slice(if is_video {
+        b"Vela video\0"
+    } else {
+        b"Vela audio\0"
+    });
     w.end();
     w.begin(b"minf");
     if is_video {
@@ -202,7 +210,13 @@ fn write_trak(w: &mut BoxWriter, track: &Track) {
 
 fn write_sample_entry(w: &mut BoxWriter, track: &Track) {
     match &track.config {
-        CodecConfig::Video { codec, width, height, record, .. } => {
+        CodecConfig::Video {
+            codec,
+            width,
+            height,
+            record,
+            ..
+        } => {
             let (entry, config_box) = match codec {
                 VideoCodec::H264 => (b"avc1", b"avcC"),
                 VideoCodec::H265 => (b"hvc1", b"hvcC"),
@@ -226,7 +240,12 @@ fn write_sample_entry(w: &mut BoxWriter, track: &Track) {
             w.end();
             w.end();
         }
-        CodecConfig::Audio { codec: AudioCodec::Aac, sample_rate, channels, specific_config } => {
+        CodecConfig::Audio {
+            codec: AudioCodec::Aac,
+            sample_rate,
+            channels,
+            specific_config,
+        } => {
             w.begin(b"mp4a");
             w.put_bytes(0, 6);
             w.put_u16(1);
@@ -236,7 +255,11 @@ fn write_sample_entry(w: &mut BoxWriter, track: &Track) {
             w.put_u32(0);
             // 16.16 fixed point; rates above 65535 Hz do not fit and are
             // signalled by the AudioSpecificConfig alone.
-            w.put_u32(if *sample_rate <= 0xffff { sample_rate << 16 } else { 0 });
+            w.put_u32(if *sample_rate <= 0xffff {
+                sample_rate << 16
+            } else {
+                0
+            });
             write_esds(w, track.id, track.bitrate.unwrap_or(0), specific_config);
             w.end();
         }
@@ -289,18 +312,36 @@ pub struct Sample {
 ///
 /// `base_decode_time` is the first sample's decode time in the track's
 /// timescale. Sample data is copied once, into the `mdat`.
-pub fn fragment(sequence_number: u32, track_id: u32, base_decode_time: u64, samples: &[Sample]) -> Bytes {
+pub fn fragment(
+    sequence_number: u32,
+    track_id: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+) -> Bytes {
     let payload: usize = samples.iter().map(|s| s.data.len()).sum();
     let mut w = BoxWriter::with_capacity(payload + 128 + samples.len() * 16);
 
     let has_cts = samples.iter().any(|s| s.cts_offset != 0);
     let negative_cts = samples.iter().any(|s| s.cts_offset < 0);
-    let flags_of = |s: &Sample| if s.keyframe { SYNC_SAMPLE_FLAGS } else { NON_SYNC_SAMPLE_FLAGS };
+    let flags_of = |s: &Sample| {
+        if s.keyframe {
+            SYNC_SAMPLE_FLAGS
+        } else {
+            NON_SYNC_SAMPLE_FLAGS
+        }
+    };
     // Per-sample flags only when samples after the first differ from each other;
     // otherwise a first-sample-flags override plus tfhd defaults say it all.
-    let rest_uniform = samples.iter().skip(1).all(|s| s.keyframe == samples.get(1).is_some_and(|f| f.keyframe));
+    let rest_uniform = samples
+        .iter()
+        .skip(1)
+        .all(|s| s.keyframe == samples.get(1).is_some_and(|f| f.keyframe));
     let per_sample_flags = !rest_uniform;
-    let default_flags = samples.get(1).or(samples.first()).map(flags_of).unwrap_or(SYNC_SAMPLE_FLAGS);
+    let default_flags = samples
+        .get(1)
+        .or(samples.first())
+        .map(flags_of)
+        .unwrap_or(SYNC_SAMPLE_FLAGS);
     let first_flags = samples.first().map(flags_of).unwrap_or(SYNC_SAMPLE_FLAGS);
     let first_override = !per_sample_flags && first_flags != default_flags;
 
@@ -366,7 +407,9 @@ mod tests {
     fn decode_all(mut buf: &[u8]) -> Vec<Any> {
         let mut out = Vec::new();
         while !buf.is_empty() {
-            let atom = Any::decode_maybe(&mut buf).expect("strict decode").expect("complete box");
+            let atom = Any::decode_maybe(&mut buf)
+                .expect("strict decode")
+                .expect("complete box");
             out.push(atom);
         }
         out
@@ -375,8 +418,8 @@ mod tests {
     pub(crate) fn h264_track() -> Track {
         // avcC from an x264 640x360 High profile stream (SPS/PPS trimmed to what avcC needs).
         let sps: &[u8] = &[
-            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01,
-            0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
+            0x67, 0x64, 0x00, 0x1e, 0xac, 0xd9, 0x40, 0xa0, 0x2f, 0xf9, 0x70, 0x11, 0x00, 0x00,
+            0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2d, 0x96,
         ];
         let pps: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
         let mut rec = vec![1, 0x64, 0x00, 0x1e, 0xff, 0xe1];
@@ -418,13 +461,17 @@ mod tests {
     fn video_init_segment_parses_strictly() {
         let atoms = decode_all(&init_segment(&h264_track()));
         assert!(matches!(atoms[0], Any::Ftyp(_)));
-        let Any::Moov(moov) = &atoms[1] else { panic!("no moov: {atoms:?}") };
+        let Any::Moov(moov) = &atoms[1] else {
+            panic!("no moov: {atoms:?}")
+        };
         assert_eq!(moov.trak.len(), 1);
         let trak = &moov.trak[0];
         assert_eq!(trak.tkhd.track_id, 1);
         assert_eq!(trak.mdia.mdhd.timescale, 90000);
         let codec = &trak.mdia.minf.stbl.stsd.codecs[0];
-        let mp4_atom::Codec::Avc1(avc1) = codec else { panic!("not avc1: {codec:?}") };
+        let mp4_atom::Codec::Avc1(avc1) = codec else {
+            panic!("not avc1: {codec:?}")
+        };
         assert_eq!(avc1.visual.width, 640);
         assert_eq!(avc1.avcc.avc_profile_indication, 0x64);
         assert_eq!(moov.mvex.as_ref().unwrap().trex[0].track_id, 1);
@@ -435,7 +482,9 @@ mod tests {
         let atoms = decode_all(&init_segment(&aac_track()));
         let Any::Moov(moov) = &atoms[1] else { panic!() };
         let codec = &moov.trak[0].mdia.minf.stbl.stsd.codecs[0];
-        let mp4_atom::Codec::Mp4a(mp4a) = codec else { panic!("not mp4a: {codec:?}") };
+        let mp4_atom::Codec::Mp4a(mp4a) = codec else {
+            panic!("not mp4a: {codec:?}")
+        };
         assert_eq!(mp4a.audio.channel_count, 2);
         assert_eq!(mp4a.esds.es_desc.dec_config.object_type_indication, 0x40);
     }
@@ -443,9 +492,24 @@ mod tests {
     #[test]
     fn fragment_parses_strictly_and_derives_flags() {
         let samples = vec![
-            Sample { duration: 3000, cts_offset: 6000, keyframe: true, data: Bytes::from_static(b"key!") },
-            Sample { duration: 3000, cts_offset: 0, keyframe: false, data: Bytes::from_static(b"b1") },
-            Sample { duration: 3000, cts_offset: 3000, keyframe: false, data: Bytes::from_static(b"p1") },
+            Sample {
+                duration: 3000,
+                cts_offset: 6000,
+                keyframe: true,
+                data: Bytes::from_static(b"key!"),
+            },
+            Sample {
+                duration: 3000,
+                cts_offset: 0,
+                keyframe: false,
+                data: Bytes::from_static(b"b1"),
+            },
+            Sample {
+                duration: 3000,
+                cts_offset: 3000,
+                keyframe: false,
+                data: Bytes::from_static(b"p1"),
+            },
         ];
         let frag = fragment(7, 1, 123_456, &samples);
         let atoms = decode_all(&frag);
@@ -469,13 +533,21 @@ mod tests {
     #[test]
     fn audio_fragment_has_no_per_sample_flags() {
         let samples: Vec<Sample> = (0..4)
-            .map(|_| Sample { duration: 1024, cts_offset: 0, keyframe: true, data: Bytes::from_static(b"aac") })
+            .map(|_| Sample {
+                duration: 1024,
+                cts_offset: 0,
+                keyframe: true,
+                data: Bytes::from_static(b"aac"),
+            })
             .collect();
         let frag = fragment(1, 2, 0, &samples);
         let atoms = decode_all(&frag);
         let Any::Moof(moof) = &atoms[0] else { panic!() };
         let trun = &moof.traf[0].trun[0];
         assert!(trun.samples.iter().all(|e| e.cts.is_none()));
-        assert_eq!(moof.traf[0].tfhd.default_sample_flags, Some(SYNC_SAMPLE_FLAGS));
+        assert_eq!(
+            moof.traf[0].tfhd.default_sample_flags,
+            Some(SYNC_SAMPLE_FLAGS)
+        );
     }
 }

@@ -46,7 +46,11 @@ pub struct PackagerConfig {
 
 impl Default for PackagerConfig {
     fn default() -> Self {
-        PackagerConfig { segment_target: 2.0, part_target: 1.0 / 3.0, dvr_window: 120.0 }
+        PackagerConfig {
+            segment_target: 2.0,
+            part_target: 1.0 / 3.0,
+            dvr_window: 120.0,
+        }
     }
 }
 
@@ -55,7 +59,7 @@ const SEGMENT_CUT_RATIO: f64 = 0.9;
 /// Slack on the part target (seconds): millisecond input timestamps jitter
 /// frame durations by a tick or two, which must not push a part of exactly
 /// the target length into a cut one frame early.
-const PART_SLACK: f64 = 0.002;
+pub(crate) const PART_SLACK: f64 = 0.002;
 
 /// One partial segment: a CMAF chunk (`moof`+`mdat`).
 #[derive(Debug, Clone)]
@@ -135,7 +139,15 @@ pub struct Rendition {
 
 impl Rendition {
     fn new(track: Track) -> Self {
-        let id = format!("{}{}", if track.kind() == MediaKind::Video { 'v' } else { 'a' }, track.id);
+        let id = format!(
+            "{}{}",
+            if track.kind() == MediaKind::Video {
+                'v'
+            } else {
+                'a'
+            },
+            track.id
+        );
         let init = boxes::init_segment(&track);
         Rendition {
             id,
@@ -163,7 +175,10 @@ impl Rendition {
     }
 
     pub fn init(&self, version: u32) -> Option<&Bytes> {
-        self.inits.iter().find(|(v, _)| *v == version).map(|(_, b)| b)
+        self.inits
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, b)| b)
     }
 
     pub fn current_init_version(&self) -> u32 {
@@ -177,7 +192,9 @@ impl Rendition {
         }
         let first = self.segments.front()?.msn;
         let idx = msn.checked_sub(first)?;
-        self.segments.get(usize::try_from(idx).ok()?).filter(|s| s.msn == msn)
+        self.segments
+            .get(usize::try_from(idx).ok()?)
+            .filter(|s| s.msn == msn)
     }
 
     /// The newest segment number and the index of its newest part:
@@ -185,7 +202,10 @@ impl Rendition {
     pub fn last_part(&self) -> Option<(u64, usize)> {
         match &self.building {
             Some(b) if !b.parts.is_empty() => Some((b.msn, b.parts.len() - 1)),
-            _ => self.segments.back().map(|s| (s.msn, s.parts.len().saturating_sub(1))),
+            _ => self
+                .segments
+                .back()
+                .map(|s| (s.msn, s.parts.len().saturating_sub(1))),
         }
     }
 
@@ -213,7 +233,9 @@ impl Rendition {
                         None => true, // left the window: long available
                     }
                 } else {
-                    self.building.as_ref().is_some_and(|b| b.msn == msn && b.parts.len() > p)
+                    self.building
+                        .as_ref()
+                        .is_some_and(|b| b.msn == msn && b.parts.len() > p)
                 }
             }
         }
@@ -235,7 +257,10 @@ impl Rendition {
 
     fn aac_frame_duration(&self) -> Option<i64> {
         match &self.track.config {
-            CodecConfig::Audio { codec: AudioCodec::Aac, .. } => Some(1024),
+            CodecConfig::Audio {
+                codec: AudioCodec::Aac,
+                ..
+            } => Some(1024),
             _ => None,
         }
     }
@@ -258,9 +283,19 @@ impl Rendition {
         let samples = std::mem::take(&mut self.pending);
         let duration: i64 = samples.iter().map(|s| i64::from(s.duration)).sum();
         *frag_seq = frag_seq.wrapping_add(1);
-        let data = boxes::fragment(*frag_seq, self.track.id, self.pending_start.max(0) as u64, &samples);
+        let data = boxes::fragment(
+            *frag_seq,
+            self.track.id,
+            self.pending_start.max(0) as u64,
+            &samples,
+        );
         self.bytes_total += data.len() as u64;
-        let part = Part { start: self.pending_start, duration, independent: samples[0].keyframe, data };
+        let part = Part {
+            start: self.pending_start,
+            duration,
+            independent: samples[0].keyframe,
+            data,
+        };
         if let Some(b) = self.building.as_mut() {
             b.duration = part.start + part.duration - b.start;
             b.parts.push(part);
@@ -268,14 +303,20 @@ impl Rendition {
     }
 
     fn close_segment(&mut self, window_ticks: i64) {
-        let Some(seg) = self.building.take() else { return };
+        let Some(seg) = self.building.take() else {
+            return;
+        };
         if seg.parts.is_empty() {
             return;
         }
         self.max_segment_duration = self.max_segment_duration.max(seg.duration);
         let end = seg.end();
         self.segments.push_back(seg);
-        while self.segments.front().is_some_and(|s| s.end() < end - window_ticks) {
+        while self
+            .segments
+            .front()
+            .is_some_and(|s| s.end() < end - window_ticks)
+        {
             if let Some(old) = self.segments.pop_front() {
                 if old.discontinuity {
                     self.discontinuity_sequence += 1;
@@ -285,7 +326,8 @@ impl Rendition {
     }
 
     fn open_segment(&mut self, msn: u64, start: i64, anchor_ms: i64) {
-        let pdt = anchor_ms + (start as f64 * 1000.0 / f64::from(self.track.timescale)).round() as i64;
+        let pdt =
+            anchor_ms + (start as f64 * 1000.0 / f64::from(self.track.timescale)).round() as i64;
         self.building = Some(Segment {
             msn,
             start,
@@ -321,7 +363,9 @@ impl Rendition {
     }
 
     fn settle_last_estimated(&mut self) {
-        let est = self.aac_frame_duration().unwrap_or(self.last_duration.max(1));
+        let est = self
+            .aac_frame_duration()
+            .unwrap_or(self.last_duration.max(1));
         if let Some(last_dts) = self.last_dts {
             self.settle_last(last_dts + est);
         }
@@ -461,13 +505,18 @@ impl LivePackager {
             .iter()
             .enumerate()
             .filter_map(|(i, r)| {
-                let t = tracks.iter().find(|t| t.id == r.track.id && t.kind() == r.track.kind())?;
+                let t = tracks
+                    .iter()
+                    .find(|t| t.id == r.track.id && t.kind() == r.track.kind())?;
                 (t.config != r.track.config || t.timescale != r.track.timescale).then_some(i)
             })
             .collect();
         for t in tracks {
             if !self.renditions.iter().any(|r| r.track.id == t.id) {
-                tracing::warn!(track = t.id, "a track added mid-stream is ignored until the stream restarts");
+                tracing::warn!(
+                    track = t.id,
+                    "a track added mid-stream is ignored until the stream restarts"
+                );
             }
         }
         if changed.is_empty() {
@@ -475,14 +524,22 @@ impl LivePackager {
         }
         self.flush(changes);
         for i in changed {
-            let t = tracks.iter().find(|t| t.id == self.renditions[i].track.id).cloned();
+            let t = tracks
+                .iter()
+                .find(|t| t.id == self.renditions[i].track.id)
+                .cloned();
             if let Some(t) = t {
                 let r = &mut self.renditions[i];
                 r.init_version += 1;
                 r.track = t;
-                r.inits.push((r.init_version, boxes::init_segment(&r.track)));
+                r.inits
+                    .push((r.init_version, boxes::init_segment(&r.track)));
                 // Old init segments are kept while segments refer to them.
-                let oldest = r.segments.front().map(|s| s.init_version).unwrap_or(r.init_version);
+                let oldest = r
+                    .segments
+                    .front()
+                    .map(|s| s.init_version)
+                    .unwrap_or(r.init_version);
                 r.inits.retain(|(v, _)| *v >= oldest);
             }
         }
@@ -523,7 +580,11 @@ impl LivePackager {
     }
 
     fn on_frame(&mut self, frame: &Frame, now_ms: i64, changes: &mut Changes) {
-        let Some(idx) = self.renditions.iter().position(|r| r.track.id == frame.track_id) else {
+        let Some(idx) = self
+            .renditions
+            .iter()
+            .position(|r| r.track.id == frame.track_id)
+        else {
             self.dropped_frames += 1;
             return;
         };
@@ -584,12 +645,17 @@ impl LivePackager {
         if !r.pending.is_empty() {
             r.settle_last(dts);
         }
-        let Some(seg_start) = r.building.as_ref().map(|b| b.start) else { return };
+        let Some(seg_start) = r.building.as_ref().map(|b| b.start) else {
+            return;
+        };
         let seg_len = dts - seg_start;
         let est = r.last_duration.max(1);
         let is_key = frame.keyframe || r.track.kind() == MediaKind::Audio;
         let mut cut: Option<Option<u64>> = None;
-        if is_key && !r.pending.is_empty() && seg_len as f64 >= cfg.segment_target * SEGMENT_CUT_RATIO * ts {
+        if is_key
+            && !r.pending.is_empty()
+            && seg_len as f64 >= cfg.segment_target * SEGMENT_CUT_RATIO * ts
+        {
             r.close_part(&mut self.frag_seq);
             r.close_segment((window * ts) as i64);
             self.next_msn += 1;
@@ -618,7 +684,11 @@ impl LivePackager {
                 }
                 let fts = f64::from(f.timescale());
                 f.cuts.push_back(((secs * fts).round() as i64, kind));
-                while f.cuts.front().is_some_and(|(t, _)| (*t as f64 / fts) < stale_before) {
+                while f
+                    .cuts
+                    .front()
+                    .is_some_and(|(t, _)| (*t as f64 / fts) < stale_before)
+                {
                     let (t, kind) = f.cuts.pop_front().unwrap_or((0, None));
                     apply_cut(f, t, kind, &mut self.frag_seq, anchor, window, changes);
                 }
@@ -636,7 +706,10 @@ impl LivePackager {
         };
         // Before the start of the timeline (e.g. audio ahead of the first
         // video keyframe): nothing to play it with.
-        if r.building.as_ref().is_some_and(|b| b.parts.is_empty() && r.pending.is_empty() && dts < b.start) {
+        if r.building
+            .as_ref()
+            .is_some_and(|b| b.parts.is_empty() && r.pending.is_empty() && dts < b.start)
+        {
             r.last_dts = None;
             r.expected_next = None;
             self.dropped_frames += 1;
@@ -708,7 +781,7 @@ fn normalise_dts(r: &mut Rendition, frame: &Frame) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Arc;
     use vela_media::VideoCodec;
@@ -757,14 +830,20 @@ mod tests {
                 let f = Frame {
                     track_id: 1,
                     dts: vt * 90,
-                    cts_offset: if v % gop == 0 { 0 } else { 3000 },
-                    keyframe: v % gop == 0,
+                    cts_offset: if v.is_multiple_of(gop) { 0 } else { 3000 },
+                    keyframe: v.is_multiple_of(gop),
                     data: Bytes::from(vec![0u8; 100]),
                 };
                 p.push(MediaEvent::Frame(f), wall0 + vt - start_ms);
                 v += 1;
             } else {
-                let f = Frame { track_id: 2, dts: at * 48, cts_offset: 0, keyframe: true, data: Bytes::from_static(b"aac") };
+                let f = Frame {
+                    track_id: 2,
+                    dts: at * 48,
+                    cts_offset: 0,
+                    keyframe: true,
+                    data: Bytes::from_static(b"aac"),
+                };
                 p.push(MediaEvent::Frame(f), wall0 + at - start_ms);
                 a += 1;
             }
@@ -773,7 +852,10 @@ mod tests {
 
     fn av_packager() -> LivePackager {
         let mut p = LivePackager::new(PackagerConfig::default());
-        p.push(MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])), 0);
+        p.push(
+            MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+            0,
+        );
         p
     }
 
@@ -785,9 +867,17 @@ mod tests {
         let a = p.rendition("a2").unwrap();
         assert!(v.segments.len() >= 4, "{} segments", v.segments.len());
         for s in &v.segments {
-            assert!(s.parts[0].independent, "segment {} starts with a keyframe", s.msn);
+            assert!(
+                s.parts[0].independent,
+                "segment {} starts with a keyframe",
+                s.msn
+            );
             let secs = s.duration as f64 / 90000.0;
-            assert!((1.9..=2.1).contains(&secs), "segment {} lasts {secs}", s.msn);
+            assert!(
+                (1.9..=2.1).contains(&secs),
+                "segment {} lasts {secs}",
+                s.msn
+            );
             // parts stay within the advertised target
             for part in &s.parts {
                 assert!(part.duration as f64 / 90000.0 <= 1.0 / 3.0 + PART_SLACK + 1e-9);
@@ -797,7 +887,11 @@ mod tests {
             assert_eq!(sv.msn, sa.msn);
             let dv = sv.start as f64 / 90000.0;
             let da = sa.start as f64 / 48000.0;
-            assert!((dv - da).abs() < 0.03, "msn {}: video at {dv}, audio at {da}", sv.msn);
+            assert!(
+                (dv - da).abs() < 0.03,
+                "msn {}: video at {dv}, audio at {da}",
+                sv.msn
+            );
         }
         assert_eq!(v.segments[0].start, 0, "output timeline starts at zero");
         assert_eq!(v.segments[0].program_date_time_ms, 1_000_000);
@@ -823,7 +917,12 @@ mod tests {
             let mut parts = r.segments.iter().flat_map(|s| s.parts.iter());
             let mut prev = parts.next().unwrap();
             for part in parts {
-                assert_eq!(prev.start + prev.duration, part.start, "{}: gap or overlap", r.id);
+                assert_eq!(
+                    prev.start + prev.duration,
+                    part.start,
+                    "{}: gap or overlap",
+                    r.id
+                );
                 prev = part;
             }
         }
@@ -855,16 +954,28 @@ mod tests {
         let first_after = v.segments.iter().find(|s| s.msn == before + 1).unwrap();
         assert!(first_after.discontinuity);
         let start = first_after.start as f64 / 90000.0;
-        assert!((start - 7.0).abs() < 0.05, "resumes at wall-clock time, got {start}");
+        assert!(
+            (start - 7.0).abs() < 0.05,
+            "resumes at wall-clock time, got {start}"
+        );
         assert_eq!(first_after.program_date_time_ms, 7_000);
         let a = p.rendition("a2").unwrap();
-        assert!(a.segments.iter().any(|s| s.msn == before + 1 && s.discontinuity));
+        assert!(a
+            .segments
+            .iter()
+            .any(|s| s.msn == before + 1 && s.discontinuity));
     }
 
     #[test]
     fn frames_before_first_keyframe_are_dropped() {
         let mut p = av_packager();
-        let f = Frame { track_id: 1, dts: 0, cts_offset: 0, keyframe: false, data: Bytes::new() };
+        let f = Frame {
+            track_id: 1,
+            dts: 0,
+            cts_offset: 0,
+            keyframe: false,
+            data: Bytes::new(),
+        };
         p.push(MediaEvent::Frame(f), 0);
         assert_eq!(p.dropped_frames(), 1);
         assert!(p.rendition("v1").unwrap().building.is_none());
@@ -872,8 +983,14 @@ mod tests {
 
     #[test]
     fn dvr_window_evicts_old_segments() {
-        let mut p = LivePackager::new(PackagerConfig { dvr_window: 6.0, ..Default::default() });
-        p.push(MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])), 0);
+        let mut p = LivePackager::new(PackagerConfig {
+            dvr_window: 6.0,
+            ..Default::default()
+        });
+        p.push(
+            MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+            0,
+        );
         feed(&mut p, 0, 20.0, 30, 0);
         let v = p.rendition("v1").unwrap();
         let span: i64 = v.segments.iter().map(|s| s.duration).sum();
@@ -902,7 +1019,13 @@ mod tests {
         p.push(MediaEvent::Tracks(Arc::new(vec![audio_track(1)])), 0);
         for i in 0..300i64 {
             let dts = (i * 1024 * 1000 / 48000) * 48;
-            let f = Frame { track_id: 1, dts, cts_offset: 0, keyframe: true, data: Bytes::from_static(b"a") };
+            let f = Frame {
+                track_id: 1,
+                dts,
+                cts_offset: 0,
+                keyframe: true,
+                data: Bytes::from_static(b"a"),
+            };
             p.push(MediaEvent::Frame(f), i * 21);
         }
         let a = p.rendition("a1").unwrap();

@@ -1,0 +1,447 @@
+//! The DASH manifest (MPD) of a live stream: CMAF, `SegmentTemplate` with a
+//! `SegmentTimeline` and `$Number$`, low-latency signalling.
+//!
+//! While the stream is live the MPD is dynamic: `availabilityStartTime` is
+//! the wall-clock time of output time 0 (the packager's anchor), and every
+//! segment's `t` is its start on that timeline. Low latency: a segment is
+//! announced as soon as its first part exists; the origin serves a segment
+//! that is still being built with chunked transfer as its parts arrive, so
+//! `availabilityTimeOffset` lets players ask for it that early
+//! (`availabilityTimeComplete="false"`). A `ServiceDescription` states the
+//! latency target. When the publisher stops the MPD turns static.
+//!
+//! Segment and init URLs are the same files as HLS uses:
+//! `RID/init-V.mp4` and `RID/seg-N.m4s`, relative to the MPD.
+
+use std::fmt::Write as _;
+
+use vela_media::{CodecConfig, MediaKind};
+
+use crate::live::{LivePackager, Rendition, Segment};
+use crate::time_fmt::{iso_duration, rfc3339_ms};
+
+/// Where the MPD's clock synchronisation points players.
+#[derive(Debug, Clone, Default)]
+pub struct MpdOptions {
+    /// Absolute URL of an `http-xsdate` time source (e.g. `http://host/time`).
+    pub utc_timing_url: Option<String>,
+    /// Target live latency for players, milliseconds.
+    pub target_latency_ms: u32,
+}
+
+/// The MPD, or `None` before the stream has media.
+pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
+    let anchor = p.anchor_ms()?;
+    let lead = p.lead()?;
+    if lead.segments.is_empty() && lead.building.as_ref().is_none_or(|b| b.parts.is_empty()) {
+        return None;
+    }
+    let ended = p.is_ended();
+    let cfg = p.config();
+    let longest = crate::hls::target_duration(p) as f64;
+
+    let mut out = String::with_capacity(4096);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str(
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\"",
+    );
+    if ended {
+        let (start, end) = span_secs(lead);
+        let _ = write!(
+            out,
+            " type=\"static\" mediaPresentationDuration=\"{}\"",
+            iso_duration(end - start)
+        );
+    } else {
+        let _ = write!(
+            out,
+            " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\"",
+            rfc3339_ms(anchor),
+            rfc3339_ms(now_ms),
+            iso_duration(cfg.segment_target),
+            iso_duration(cfg.dvr_window)
+        );
+    }
+    let _ = writeln!(
+        out,
+        " maxSegmentDuration=\"{}\" minBufferTime=\"{}\">",
+        iso_duration(longest),
+        iso_duration(cfg.part_target * 3.0)
+    );
+    if !ended {
+        let target = opts.target_latency_ms.max(500);
+        let _ = writeln!(
+            out,
+            "  <ServiceDescription id=\"0\">\n    <Latency referenceId=\"0\" target=\"{target}\" min=\"{}\" max=\"{}\"/>\n    <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>",
+            target / 2,
+            target * 2
+        );
+    }
+
+    // A period per run of segments that share init segments.
+    let periods = periods(p);
+    for (i, (first_msn, last_msn)) in periods.iter().enumerate() {
+        let lead_first = lead.segment(*first_msn);
+        let start_secs = match (ended, lead_first) {
+            (_, Some(s)) if i > 0 || ended => s.start as f64 / f64::from(lead.timescale()),
+            _ => 0.0,
+        };
+        let _ = writeln!(
+            out,
+            "  <Period id=\"p{first_msn}\" start=\"{}\">",
+            iso_duration(start_secs)
+        );
+        for (set_id, kind) in [(1, MediaKind::Video), (2, MediaKind::Audio)] {
+            let reps: Vec<&Rendition> = p
+                .renditions()
+                .iter()
+                .filter(|r| r.track.kind() == kind)
+                .collect();
+            if reps.is_empty() {
+                continue;
+            }
+            let (content, mime) = match kind {
+                MediaKind::Video => ("video", "video/mp4"),
+                MediaKind::Audio => ("audio", "audio/mp4"),
+            };
+            let _ = writeln!(
+                out,
+                "    <AdaptationSet id=\"{set_id}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">"
+            );
+            for r in reps {
+                write_representation(&mut out, p, r, *first_msn, *last_msn, start_secs, ended);
+            }
+            out.push_str("    </AdaptationSet>\n");
+        }
+        out.push_str("  </Period>\n");
+    }
+    if !ended {
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>",
+            rfc3339_ms(now_ms)
+        );
+        if let Some(url) = &opts.utc_timing_url {
+            let _ = writeln!(
+                out,
+                "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-xsdate:2014\" value=\"{}\"/>",
+                xml_escape(url)
+            );
+        }
+    }
+    out.push_str("</MPD>\n");
+    Some(out)
+}
+
+fn span_secs(r: &Rendition) -> (f64, f64) {
+    let ts = f64::from(r.timescale());
+    let start = r.segments.front().map(|s| s.start).unwrap_or(0) as f64 / ts;
+    let end = r.segments.back().map(|s| s.end()).unwrap_or(0) as f64 / ts;
+    (start, end)
+}
+
+/// Segments listed for a rendition: the complete ones and, while live, the
+/// one being built (announced early; served as it grows).
+fn listed(r: &Rendition, ended: bool) -> impl Iterator<Item = &Segment> {
+    r.segments.iter().chain(
+        r.building
+            .iter()
+            .filter(move |b| !ended && !b.parts.is_empty()),
+    )
+}
+
+/// Runs of segment numbers `[first, last]` over which no rendition changes
+/// its init segment.
+fn periods(p: &LivePackager) -> Vec<(u64, u64)> {
+    let ended = p.is_ended();
+    let Some(lead) = p.lead() else {
+        return Vec::new();
+    };
+    let msns: Vec<u64> = listed(lead, ended).map(|s| s.msn).collect();
+    let (Some(&first), Some(&last)) = (msns.first(), msns.last()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut start = first;
+    let mut prev_versions: Option<Vec<u32>> = None;
+    for &msn in &msns {
+        let versions: Vec<u32> = p
+            .renditions()
+            .iter()
+            .map(|r| r.segment(msn).map(|s| s.init_version).unwrap_or(u32::MAX))
+            .collect();
+        if let Some(prev) = &prev_versions {
+            let changed = prev
+                .iter()
+                .zip(&versions)
+                .any(|(a, b)| *a != *b && *a != u32::MAX && *b != u32::MAX);
+            if changed {
+                out.push((start, msn - 1));
+                start = msn;
+            }
+        }
+        prev_versions = Some(versions);
+    }
+    out.push((start, last));
+    out
+}
+
+fn write_representation(
+    out: &mut String,
+    p: &LivePackager,
+    r: &Rendition,
+    first_msn: u64,
+    last_msn: u64,
+    period_start_secs: f64,
+    ended: bool,
+) {
+    let ts = r.timescale();
+    let segs: Vec<&Segment> = listed(r, ended)
+        .filter(|s| s.msn >= first_msn && s.msn <= last_msn)
+        .collect();
+    let Some(first) = segs.first() else { return };
+    let init_version = first.init_version;
+    let _ = write!(
+        out,
+        "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{}\"",
+        r.id,
+        xml_escape(&r.track.config.codec_string()),
+        r.bandwidth().max(1)
+    );
+    match &r.track.config {
+        CodecConfig::Video {
+            width,
+            height,
+            frame_rate,
+            ..
+        } => {
+            if *width > 0 && *height > 0 {
+                let _ = write!(out, " width=\"{width}\" height=\"{height}\"");
+            }
+            if let Some(f) = frame_rate.filter(|f| f.is_finite() && *f > 0.0) {
+                let _ = write!(out, " frameRate=\"{}\"", frame_rate_attr(f));
+            }
+            out.push_str(">\n");
+        }
+        CodecConfig::Audio {
+            sample_rate,
+            channels,
+            ..
+        } => {
+            let _ = write!(
+                out,
+                " audioSamplingRate=\"{sample_rate}\">\n        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{channels}\"/>\n"
+            );
+        }
+    }
+    let pto = (period_start_secs * f64::from(ts)).round() as i64;
+    let _ = write!(
+        out,
+        "        <SegmentTemplate timescale=\"{ts}\" presentationTimeOffset=\"{pto}\" startNumber=\"{}\" initialization=\"$RepresentationID$/init-{init_version}.mp4\" media=\"$RepresentationID$/seg-$Number$.m4s\"",
+        first.msn
+    );
+    if !ended {
+        // A segment can be requested once its first part exists.
+        let ato = (p.config().segment_target - p.config().part_target).max(0.0);
+        let _ = write!(
+            out,
+            " availabilityTimeOffset=\"{ato:.3}\" availabilityTimeComplete=\"false\""
+        );
+    }
+    out.push_str(">\n          <SegmentTimeline>\n");
+    // Runs of equal, contiguous durations collapse into one S with @r.
+    let mut i = 0;
+    let mut expected_start: Option<i64> = None;
+    while i < segs.len() {
+        let s = segs[i];
+        let building = r.building.as_ref().is_some_and(|b| b.msn == s.msn);
+        let d = if building {
+            estimated_duration(p, r, s)
+        } else {
+            s.duration
+        };
+        let mut repeat = 0;
+        if !building {
+            while let Some(n) = segs.get(i + 1 + repeat) {
+                let n_building = r.building.as_ref().is_some_and(|b| b.msn == n.msn);
+                if n_building || n.duration != d || n.start != s.start + d * (repeat as i64 + 1) {
+                    break;
+                }
+                repeat += 1;
+            }
+        }
+        out.push_str("            <S");
+        if expected_start != Some(s.start) {
+            let _ = write!(out, " t=\"{}\"", s.start);
+        }
+        let _ = write!(out, " d=\"{d}\"");
+        if repeat > 0 {
+            let _ = write!(out, " r=\"{repeat}\"");
+        }
+        out.push_str("/>\n");
+        expected_start = Some(s.start + d * (repeat as i64 + 1));
+        i += 1 + repeat;
+    }
+    out.push_str(
+        "          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n",
+    );
+}
+
+/// A segment still being built is announced with the duration it is
+/// expected to reach: the previous segment's, else the target.
+fn estimated_duration(p: &LivePackager, r: &Rendition, s: &Segment) -> i64 {
+    let ts = f64::from(r.timescale());
+    let target = r
+        .segments
+        .back()
+        .map(|l| l.duration)
+        .unwrap_or((p.config().segment_target * ts) as i64);
+    target.max(s.duration).max(1)
+}
+
+fn frame_rate_attr(f: f64) -> String {
+    // 29.97 and friends as exact ratios.
+    for (num, den) in [(30000, 1001), (24000, 1001), (60000, 1001)] {
+        if (f - f64::from(num) / f64::from(den)).abs() < 0.005 {
+            return format!("{num}/{den}");
+        }
+    }
+    if (f - f.round()).abs() < 0.001 {
+        format!("{}", f.round() as i64)
+    } else {
+        format!("{}/1000", (f * 1000.0).round() as i64)
+    }
+}
+
+pub(crate) fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::tests::{audio_track, feed, video_track};
+    use crate::PackagerConfig;
+    use quick_xml::events::Event;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use vela_media::MediaEvent;
+
+    /// Parses the MPD with a real XML parser into (element name, attributes) in document order.
+    fn elements(xml: &str) -> Vec<(String, HashMap<String, String>)> {
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let mut out = Vec::new();
+        loop {
+            match reader.read_event().expect("well-formed XML") {
+                Event::Start(e) | Event::Empty(e) => {
+                    let name = String::from_utf8(e.name().as_ref().to_vec()).unwrap();
+                    let attrs = e
+                        .attributes()
+                        .map(|a| {
+                            let a = a.unwrap();
+                            (
+                                String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
+                                a.unescape_value().unwrap().to_string(),
+                            )
+                        })
+                        .collect();
+                    out.push((name, attrs));
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn running() -> LivePackager {
+        let mut p = LivePackager::new(PackagerConfig::default());
+        p.push(
+            MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+            0,
+        );
+        feed(&mut p, 0, 10.2, 30, 1_795_000_000_000);
+        p
+    }
+
+    #[test]
+    fn dynamic_mpd_is_well_formed_and_complete() {
+        let p = running();
+        let xml = mpd(
+            &p,
+            1_795_000_010_300,
+            &MpdOptions {
+                utc_timing_url: Some("http://h/time".into()),
+                target_latency_ms: 1500,
+            },
+        )
+        .unwrap();
+        let els = elements(&xml);
+        let mpd = &els[0].1;
+        assert_eq!(mpd["type"], "dynamic");
+        assert_eq!(mpd["availabilityStartTime"], "2026-11-18T11:06:40.000Z");
+        assert_eq!(mpd["timeShiftBufferDepth"], "PT120S");
+        assert!(mpd.contains_key("minimumUpdatePeriod"));
+        let reps: Vec<_> = els.iter().filter(|(n, _)| n == "Representation").collect();
+        assert_eq!(reps.len(), 2);
+        assert_eq!(reps[0].1["codecs"], "avc1.64001e");
+        assert_eq!(reps[1].1["codecs"], "mp4a.40.2");
+        let templates: Vec<_> = els.iter().filter(|(n, _)| n == "SegmentTemplate").collect();
+        assert_eq!(
+            templates[0].1["media"],
+            "$RepresentationID$/seg-$Number$.m4s"
+        );
+        assert_eq!(templates[0].1["availabilityTimeComplete"], "false");
+        assert!(els
+            .iter()
+            .any(|(n, a)| n == "UTCTiming" && a["value"] == "http://h/time"));
+        assert!(els
+            .iter()
+            .any(|(n, a)| n == "Latency" && a["target"] == "1500"));
+        // The timeline covers the listed segments: count S entries with repeats.
+        let v = p.rendition("v1").unwrap();
+        let mut count = 0;
+        let mut in_video = false;
+        for (n, a) in &els {
+            match n.as_str() {
+                "Representation" => in_video = a["id"] == "v1",
+                "S" if in_video => {
+                    count += 1 + a.get("r").map(|r| r.parse::<usize>().unwrap()).unwrap_or(0)
+                }
+                _ => {}
+            }
+        }
+        let expected = v.segments.len()
+            + usize::from(v.building.as_ref().is_some_and(|b| !b.parts.is_empty()));
+        assert_eq!(count, expected);
+        assert_eq!(templates[0].1["startNumber"], v.segments[0].msn.to_string());
+    }
+
+    #[test]
+    fn ended_stream_turns_static() {
+        let mut p = running();
+        p.push(MediaEvent::End, 0);
+        let xml = mpd(&p, 0, &MpdOptions::default()).unwrap();
+        let els = elements(&xml);
+        assert_eq!(els[0].1["type"], "static");
+        assert!(els[0].1["mediaPresentationDuration"].starts_with("PT10."));
+        assert!(!xml.contains("availabilityTimeOffset"));
+    }
+
+    #[test]
+    fn no_mpd_before_media() {
+        let mut p = LivePackager::new(PackagerConfig::default());
+        p.push(MediaEvent::Tracks(Arc::new(vec![video_track()])), 0);
+        assert!(mpd(&p, 0, &MpdOptions::default()).is_none());
+    }
+
+    #[test]
+    fn frame_rates_are_exact() {
+        assert_eq!(frame_rate_attr(30.0), "30");
+        assert_eq!(frame_rate_attr(29.97), "30000/1001");
+    }
+}
