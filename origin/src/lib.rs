@@ -1,1 +1,15 @@
-//! (being written)
+//! Vela's HTTP origin for live streams.
+//!
+//! [`live::LiveRegistry`] attaches a packager task to every stream the hub
+//! starts; the task feeds the sans-IO [`vela_packager::LivePackager`] and
+//! announces each change on a `watch` channel. The [`http`] handlers render
+//! manifests from the packager's timeline on request and serve its segments,
+//! parts and init segments; a request that waits for media (LL-HLS blocking
+//! reload, a preload-hinted part, a DASH segment still being built) waits on
+//! that channel, bounded in time, never by polling.
+pub mod http;
+pub mod live;
+pub mod metrics;
+
+pub use http::{router, OriginState};
+pub use live::{LiveRegistry, LiveStream, StreamSettings};

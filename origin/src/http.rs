@@ -1,0 +1,843 @@
+//! The origin's HTTP surface for live streams (paths in `shared/INTERFACE.md`).
+//!
+//! | path | what |
+//! |---|---|
+//! | `/live/S/master.m3u8` | HLS master playlist |
+//! | `/live/S/manifest.mpd` | DASH MPD |
+//! | `/live/S/R/index.m3u8` | LL-HLS media playlist (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) |
+//! | `/live/S/R/init-V.mp4`, `seg-N.m4s`, `part-N.P.m4s` | CMAF init segment, segment, part |
+//! | `/healthz`, `/metrics`, `/time` | health, Prometheus, clock for DASH players |
+//!
+//! Caching: manifests are fresh for a second (`max-age=1`); media files never
+//! change once written, so they are `immutable` for a year and carry a strong
+//! ETag. Errors are mapped once, in [`OriginError`]'s `IntoResponse`, to a
+//! status and a short text with no internals.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use vela_media::MediaKind;
+use vela_packager::{dash, hls, time_fmt, LivePackager};
+
+use crate::live::{LiveRegistry, LiveStream};
+use crate::metrics;
+
+const PLAYLIST_CACHE: &str = "public, max-age=1";
+const ENDED_PLAYLIST_CACHE: &str = "public, max-age=60";
+const MEDIA_CACHE: &str = "public, max-age=31536000, immutable";
+const ERROR_CACHE: &str = "no-cache";
+
+/// Shared state of the origin's handlers.
+#[derive(Clone)]
+pub struct OriginState {
+    pub live: LiveRegistry,
+    /// How long a manifest request waits for a just-started stream's first media.
+    pub first_media_wait: Duration,
+    /// Target latency players are told in the MPD, milliseconds.
+    pub dash_target_latency_ms: u32,
+}
+
+impl OriginState {
+    pub fn new(live: LiveRegistry) -> Self {
+        OriginState {
+            live,
+            first_media_wait: Duration::from_secs(8),
+            dash_target_latency_ms: 1500,
+        }
+    }
+}
+
+/// Everything an origin request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    #[error("no such stream")]
+    UnknownStream,
+    #[error("not found")]
+    NotFound,
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("not available yet")]
+    NotYet,
+}
+
+impl IntoResponse for OriginError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            OriginError::UnknownStream | OriginError::NotFound => StatusCode::NOT_FOUND,
+            OriginError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            OriginError::NotYet => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let mut res = (status, format!("{self}\n")).into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(ERROR_CACHE));
+        res
+    }
+}
+
+type OriginResult = Result<Response, OriginError>;
+
+/// The live origin's routes (state applied).
+pub fn router(state: OriginState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text))
+        .route("/time", get(time_now))
+        .route("/live/{stream}/master.m3u8", get(master_playlist))
+        .route("/live/{stream}/manifest.mpd", get(manifest_mpd))
+        .route("/live/{stream}/{rendition}/index.m3u8", get(media_playlist))
+        .route("/live/{stream}/{rendition}/{file}", get(media_file))
+        .with_state(state)
+}
+
+/// CORS for browser players and request metrics, for every route of the
+/// server (apply with `axum::middleware::from_fn`).
+pub async fn cors_and_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let mut res = if req.method() == Method::OPTIONS {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, POST, PATCH, DELETE, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, if-none-match, range"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        r
+    } else {
+        next.run(req).await
+    };
+    let h = res.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("etag, content-length, date, location"),
+    );
+    metrics::HTTP_LATENCY
+        .with_label_values(&[route.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    metrics::HTTP_REQUESTS
+        .with_label_values(&[route.as_str(), res.status().as_str()])
+        .inc();
+    res
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(),
+    )
+        .into_response()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The server's clock for DASH `UTCTiming` (`http-xsdate`).
+async fn time_now() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/plain"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        time_fmt::rfc3339_ms(now_ms()),
+    )
+        .into_response()
+}
+
+fn stream(state: &OriginState, name: &str) -> Result<Arc<LiveStream>, OriginError> {
+    state.live.get(name).ok_or(OriginError::UnknownStream)
+}
+
+/// Waits (bounded) until the stream has its first part, so that a player
+/// that arrives with the publisher gets playlists with media in them.
+async fn wait_for_media(state: &OriginState, s: &LiveStream) -> Result<(), OriginError> {
+    let has_media = |p: &LivePackager| {
+        p.is_ended()
+            || p.lead().is_some_and(|l| {
+                !l.segments.is_empty() || l.building.as_ref().is_some_and(|b| !b.parts.is_empty())
+            })
+    };
+    if s.wait_until(state.first_media_wait, has_media).await {
+        Ok(())
+    } else {
+        Err(OriginError::NotYet)
+    }
+}
+
+/// FNV-1a, for ETags of generated manifests.
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+fn manifest_response(
+    headers: &HeaderMap,
+    content_type: &'static str,
+    body: String,
+    ended: bool,
+) -> Response {
+    let etag = format!("\"{:016x}\"", fnv1a(body.as_bytes()));
+    let cache = if ended {
+        ENDED_PLAYLIST_CACHE
+    } else {
+        PLAYLIST_CACHE
+    };
+    if not_modified(headers, &etag) {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, cache.to_string()),
+            ],
+        )
+            .into_response();
+    }
+    metrics::HTTP_BYTES_OUT.inc_by(body.len() as u64);
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CACHE_CONTROL, cache.to_string()),
+            (header::ETAG, etag),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn master_playlist(
+    State(state): State<OriginState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> OriginResult {
+    let s = stream(&state, &name)?;
+    wait_for_media(&state, &s).await?;
+    let p = s.read();
+    let body = hls::master_playlist(&p).ok_or(OriginError::NotYet)?;
+    Ok(manifest_response(
+        &headers,
+        "application/vnd.apple.mpegurl",
+        body,
+        p.is_ended(),
+    ))
+}
+
+async fn manifest_mpd(
+    State(state): State<OriginState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> OriginResult {
+    let s = stream(&state, &name)?;
+    wait_for_media(&state, &s).await?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_plain_host(h));
+    let opts = dash::MpdOptions {
+        utc_timing_url: host.map(|h| format!("http://{h}/time")),
+        target_latency_ms: state.dash_target_latency_ms,
+    };
+    let p = s.read();
+    let body = dash::mpd(&p, now_ms(), &opts).ok_or(OriginError::NotYet)?;
+    Ok(manifest_response(
+        &headers,
+        "application/dash+xml",
+        body,
+        p.is_ended(),
+    ))
+}
+
+/// A Host header fit to be written into a URL.
+fn is_plain_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() < 256
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+}
+
+/// The LL-HLS delivery directives of a media playlist request.
+#[derive(Debug, Default, PartialEq)]
+struct Directives {
+    msn: Option<u64>,
+    part: Option<usize>,
+    skip: bool,
+}
+
+fn directives(query: Option<&str>) -> Result<Directives, OriginError> {
+    let mut d = Directives::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "_HLS_msn" => {
+                d.msn = Some(
+                    v.parse()
+                        .map_err(|_| OriginError::BadRequest("_HLS_msn is not a number"))?,
+                )
+            }
+            "_HLS_part" => {
+                d.part = Some(
+                    v.parse()
+                        .map_err(|_| OriginError::BadRequest("_HLS_part is not a number"))?,
+                )
+            }
+            "_HLS_skip" => d.skip = v == "YES" || v == "v2",
+            _ => {} // other parameters (tokens, cache busters) are not ours
+        }
+    }
+    if d.part.is_some() && d.msn.is_none() {
+        return Err(OriginError::BadRequest("_HLS_part without _HLS_msn"));
+    }
+    Ok(d)
+}
+
+async fn media_playlist(
+    State(state): State<OriginState>,
+    Path((name, rid)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> OriginResult {
+    let s = stream(&state, &name)?;
+    let d = directives(query.as_deref())?;
+    if s.read().rendition(&rid).is_none() {
+        // Tracks may still be on their way for a stream that just started.
+        wait_for_media(&state, &s).await?;
+        if s.read().rendition(&rid).is_none() {
+            return Err(OriginError::NotFound);
+        }
+    }
+    wait_for_media(&state, &s).await?;
+    if let Some(msn) = d.msn {
+        let (next_msn, target) = {
+            let p = s.read();
+            let r = p.rendition(&rid).ok_or(OriginError::NotFound)?;
+            (r.next_part().0, hls::target_duration(&p))
+        };
+        // RFC 8216bis 6.2.5.2: more than two segments ahead is a bad request.
+        if msn > next_msn + 2 {
+            return Err(OriginError::BadRequest(
+                "_HLS_msn is too far ahead of the live edge",
+            ));
+        }
+        let part = d.part;
+        let timeout = Duration::from_secs(3 * target.max(1));
+        let ready = s
+            .wait_until(timeout, |p| {
+                p.is_ended() || p.rendition(&rid).is_some_and(|r| r.has(msn, part))
+            })
+            .await;
+        if !ready {
+            return Err(OriginError::NotYet);
+        }
+    }
+    let p = s.read();
+    let body = hls::media_playlist(&p, &rid, hls::Skip(d.skip)).ok_or(OriginError::NotFound)?;
+    Ok(manifest_response(
+        &headers,
+        "application/vnd.apple.mpegurl",
+        body,
+        p.is_ended(),
+    ))
+}
+
+/// A media file name: `init-V.mp4`, `seg-N.m4s`, `part-N.P.m4s`.
+#[derive(Debug, PartialEq)]
+enum MediaFile {
+    Init(u32),
+    Segment(u64),
+    Part(u64, usize),
+}
+
+fn parse_file(name: &str) -> Option<MediaFile> {
+    if let Some(v) = name
+        .strip_prefix("init-")
+        .and_then(|r| r.strip_suffix(".mp4"))
+    {
+        return v.parse().ok().map(MediaFile::Init);
+    }
+    if let Some(n) = name
+        .strip_prefix("seg-")
+        .and_then(|r| r.strip_suffix(".m4s"))
+    {
+        return n.parse().ok().map(MediaFile::Segment);
+    }
+    let rest = name.strip_prefix("part-")?.strip_suffix(".m4s")?;
+    let (n, p) = rest.split_once('.')?;
+    Some(MediaFile::Part(n.parse().ok()?, p.parse().ok()?))
+}
+
+fn media_headers(kind: MediaKind, etag: &str, len: Option<usize>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let ct = match kind {
+        MediaKind::Video => "video/mp4",
+        MediaKind::Audio => "audio/mp4",
+    };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(MEDIA_CACHE));
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(len) = len {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    h
+}
+
+async fn media_file(
+    State(state): State<OriginState>,
+    Path((name, rid, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> OriginResult {
+    let s = stream(&state, &name)?;
+    let file = parse_file(&file).ok_or(OriginError::NotFound)?;
+    let kind = s
+        .read()
+        .rendition(&rid)
+        .map(|r| r.track.kind())
+        .ok_or(OriginError::NotFound)?;
+    let etag = format!("\"{:x}-{rid}-{file:?}\"", s.instance).replace(['(', ')', ' ', ','], "");
+    if not_modified(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, media_headers(kind, &etag, None)).into_response());
+    }
+    match file {
+        MediaFile::Init(v) => {
+            let data = s
+                .read()
+                .rendition(&rid)
+                .and_then(|r| r.init(v).cloned())
+                .ok_or(OriginError::NotFound)?;
+            Ok(send_bytes(kind, &etag, data))
+        }
+        MediaFile::Part(msn, idx) => {
+            let find = |p: &LivePackager| {
+                p.rendition(&rid)
+                    .and_then(|r| r.segment(msn))
+                    .and_then(|seg| seg.parts.get(idx).map(|x| x.data.clone()))
+            };
+            if let Some(data) = find(&s.read()) {
+                return Ok(send_bytes(kind, &etag, data));
+            }
+            // A part that is about to be written (the preload hint, or one
+            // just past it): hold the request until it exists.
+            let (soon, wait) = {
+                let p = s.read();
+                let r = p.rendition(&rid).ok_or(OriginError::NotFound)?;
+                let (next_msn, next_idx) = r.next_part();
+                let soon = !p.is_ended()
+                    && ((msn == next_msn && idx <= next_idx + 1)
+                        || (msn == next_msn + 1 && idx <= 1));
+                (
+                    soon,
+                    Duration::from_secs_f64((p.config().part_target * 6.0).max(2.0)),
+                )
+            };
+            if !soon {
+                return Err(OriginError::NotFound);
+            }
+            let mut found = None;
+            s.wait_until(wait, |p| {
+                found = find(p);
+                found.is_some() || p.is_ended()
+            })
+            .await;
+            found
+                .map(|d| send_bytes(kind, &etag, d))
+                .ok_or(OriginError::NotFound)
+        }
+        MediaFile::Segment(msn) => segment_response(&s, &rid, kind, &etag, msn).await,
+    }
+}
+
+fn send_bytes(kind: MediaKind, etag: &str, data: Bytes) -> Response {
+    metrics::HTTP_BYTES_OUT.inc_by(data.len() as u64);
+    (
+        media_headers(kind, etag, Some(data.len())),
+        Body::from(data),
+    )
+        .into_response()
+}
+
+/// A complete segment is sent whole; the segment being built (or the next
+/// one, about to start) is sent with chunked transfer, part by part as the
+/// packager writes them: low-latency DASH.
+async fn segment_response(
+    s: &Arc<LiveStream>,
+    rid: &str,
+    kind: MediaKind,
+    etag: &str,
+    msn: u64,
+) -> OriginResult {
+    let (complete, upcoming, wait) = {
+        let p = s.read();
+        let r = p.rendition(rid).ok_or(OriginError::NotFound)?;
+        let complete = r
+            .segments
+            .iter()
+            .find(|seg| seg.msn == msn)
+            .map(|seg| seg.chunks().cloned().collect::<Vec<_>>());
+        let next_msn = r.next_part().0;
+        let upcoming = !p.is_ended() && (msn == next_msn || msn == next_msn + 1);
+        (
+            complete,
+            upcoming,
+            Duration::from_secs_f64((p.config().segment_target * 3.0).max(3.0)),
+        )
+    };
+    if let Some(chunks) = complete {
+        let len: usize = chunks.iter().map(|c| c.len()).sum();
+        metrics::HTTP_BYTES_OUT.inc_by(len as u64);
+        let body = Body::from_stream(futures_util::stream::iter(
+            chunks.into_iter().map(Ok::<_, std::io::Error>),
+        ));
+        return Ok((media_headers(kind, etag, Some(len)), body).into_response());
+    }
+    if !upcoming {
+        return Err(OriginError::NotFound);
+    }
+    // Wait for the segment's first part, then stream the rest as it comes.
+    let rid_owned = rid.to_string();
+    let started = s
+        .wait_until(wait, |p| {
+            p.rendition(&rid_owned)
+                .and_then(|r| r.segment(msn))
+                .is_some_and(|seg| !seg.parts.is_empty())
+        })
+        .await;
+    if !started {
+        return Err(OriginError::NotYet);
+    }
+    let state = ChunkState {
+        stream: s.clone(),
+        rid: rid_owned,
+        msn,
+        next: 0,
+        wait,
+    };
+    let body = futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            let (chunk, done, changed) = {
+                let p = st.stream.read();
+                let seg = p.rendition(&st.rid).and_then(|r| {
+                    r.segment(st.msn).map(|seg| {
+                        (
+                            seg.parts.get(st.next).map(|x| x.data.clone()),
+                            r.building.as_ref().is_none_or(|b| b.msn != st.msn),
+                        )
+                    })
+                });
+                match seg {
+                    Some((Some(chunk), _)) => (Some(chunk), false, None),
+                    Some((None, complete)) => (None, complete, Some(st.stream.changed(st.wait))),
+                    None => (None, true, None), // left the window
+                }
+            };
+            if let Some(chunk) = chunk {
+                st.next += 1;
+                metrics::HTTP_BYTES_OUT.inc_by(chunk.len() as u64);
+                return Some((Ok::<_, std::io::Error>(chunk), st));
+            }
+            if done {
+                return None;
+            }
+            let before = Instant::now();
+            if let Some(changed) = changed {
+                changed.await;
+            }
+            if before.elapsed() >= st.wait {
+                // The publisher stalled mid-segment: end the response rather
+                // than hold the connection for ever.
+                return None;
+            }
+        }
+    });
+    Ok((media_headers(kind, etag, None), Body::from_stream(body)).into_response())
+}
+
+struct ChunkState {
+    stream: Arc<LiveStream>,
+    rid: String,
+    msn: u64,
+    next: usize,
+    wait: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request as HttpRequest;
+    use http_body_util::BodyExt;
+    use std::sync::Arc as StdArc;
+    use tower::ServiceExt;
+    use vela_media::hub::StreamHub;
+    use vela_media::{CodecConfig, Frame, MediaEvent, Track, VideoCodec};
+    use vela_packager::PackagerConfig;
+
+    fn tracks() -> MediaEvent {
+        MediaEvent::Tracks(StdArc::new(vec![Track {
+            id: 1,
+            timescale: 90000,
+            config: CodecConfig::Video {
+                codec: VideoCodec::H264,
+                width: 320,
+                height: 240,
+                frame_rate: Some(30.0),
+                record: Bytes::from_static(&[1, 0x42, 0, 0x1e, 0xff, 0xe0, 0]),
+            },
+            bitrate: None,
+        }]))
+    }
+
+    fn frame(i: i64) -> MediaEvent {
+        MediaEvent::Frame(Frame {
+            track_id: 1,
+            dts: i * 3000,
+            cts_offset: 0,
+            keyframe: i % 30 == 0,
+            data: Bytes::from(vec![1u8; 50]),
+        })
+    }
+
+    fn setup() -> (StreamHub, Router) {
+        let hub = StreamHub::new(4096, Duration::from_secs(1));
+        let live = LiveRegistry::attach(&hub, StdArc::new(|_: &str| PackagerConfig::default()));
+        let mut state = OriginState::new(live);
+        state.first_media_wait = Duration::from_secs(2);
+        let app = router(state).layer(axum::middleware::from_fn(cors_and_metrics));
+        (hub, app)
+    }
+
+    async fn get(app: &Router, uri: &str) -> (StatusCode, HeaderMap, Bytes) {
+        let res = app
+            .clone()
+            .oneshot(HttpRequest::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, body)
+    }
+
+    /// Lets the packager task drain the channel.
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_stream_is_404_at_once() {
+        let (_hub, app) = setup();
+        let (status, headers, _) = get(&app, "/live/nope/master.m3u8").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(
+            get(&app, "/live/nope/v1/seg-1.m4s").await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn serves_playlists_and_media_with_caching_headers() {
+        let (hub, app) = setup();
+        let publisher = hub.publish("show").unwrap();
+        publisher.send(tracks());
+        for i in 0..200 {
+            publisher.send(frame(i));
+        }
+        settle().await;
+        let (status, headers, body) = get(&app, "/live/show/master.m3u8").await;
+        assert_eq!(status, StatusCode::OK, "{body:?}");
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            "application/vnd.apple.mpegurl"
+        );
+        assert_eq!(headers[header::CACHE_CONTROL], PLAYLIST_CACHE);
+        let (status, _, body) = get(&app, "/live/show/v1/index.m3u8").await;
+        assert_eq!(status, StatusCode::OK);
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains("seg-0.m4s"), "{text}");
+
+        let (status, headers, seg) = get(&app, "/live/show/v1/seg-0.m4s").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CACHE_CONTROL], MEDIA_CACHE);
+        assert_eq!(
+            headers[header::CONTENT_LENGTH].to_str().unwrap(),
+            seg.len().to_string()
+        );
+        let etag = headers[header::ETAG].to_str().unwrap().to_string();
+        // the segment is its parts, back to back
+        let (_, _, p0) = get(&app, "/live/show/v1/part-0.0.m4s").await;
+        assert_eq!(&seg[..p0.len()], &p0[..]);
+        // conditional request
+        let req = HttpRequest::get("/live/show/v1/seg-0.m4s")
+            .header(header::IF_NONE_MATCH, &etag)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            app.clone().oneshot(req).await.unwrap().status(),
+            StatusCode::NOT_MODIFIED
+        );
+
+        let (status, headers, init) = get(&app, "/live/show/v1/init-0.mp4").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "video/mp4");
+        assert_eq!(&init[4..8], b"ftyp");
+
+        let (status, headers, _) = get(&app, "/live/show/manifest.mpd").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "application/dash+xml");
+        assert_eq!(
+            get(&app, "/live/show/v1/seg-999.m4s").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&app, "/live/show/x9/index.m3u8").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&app, "/live/show/v1/index.m3u8?_HLS_part=1").await.0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            get(&app, "/live/show/v1/index.m3u8?_HLS_msn=999").await.0,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[tokio::test]
+    async fn blocking_reload_returns_when_the_part_appears() {
+        let (hub, app) = setup();
+        let publisher = hub.publish("show").unwrap();
+        publisher.send(tracks());
+        for i in 0..40 {
+            publisher.send(frame(i));
+        }
+        settle().await;
+        let (_, _, body) = get(&app, "/live/show/v1/index.m3u8").await;
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let hint = text
+            .lines()
+            .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+            .unwrap();
+        let (msn, part) = hint
+            .split("part-")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(".m4s\"")
+            .split_once('.')
+            .unwrap();
+        let uri = format!("/live/show/v1/index.m3u8?_HLS_msn={msn}&_HLS_part={part}");
+        let app2 = app.clone();
+        let waiting = tokio::spawn(async move { get(&app2, &uri).await });
+        let part_req = {
+            let app3 = app.clone();
+            let uri = format!("/live/show/v1/part-{msn}.{part}.m4s");
+            tokio::spawn(async move { get(&app3, &uri).await })
+        };
+        settle().await;
+        assert!(!waiting.is_finished(), "must block until the part exists");
+        for i in 40..60 {
+            publisher.send(frame(i));
+        }
+        let (status, _, body) = waiting.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains(&format!("part-{msn}.{part}.m4s")), "{text}");
+        let (status, _, data) = part_req.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&data[4..8], b"moof");
+    }
+
+    #[tokio::test]
+    async fn segment_in_progress_streams_until_complete() {
+        let (hub, app) = setup();
+        let publisher = hub.publish("show").unwrap();
+        publisher.send(tracks());
+        for i in 0..70 {
+            publisher.send(frame(i)); // segment 0 complete at frame 60; segment 1 in progress
+        }
+        settle().await;
+        let app2 = app.clone();
+        let req = tokio::spawn(async move { get(&app2, "/live/show/v1/seg-1.m4s").await });
+        settle().await;
+        for i in 70..130 {
+            publisher.send(frame(i));
+        }
+        let (status, headers, body) = req.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers.get(header::CONTENT_LENGTH).is_none(), "chunked");
+        let (_, _, whole) = get(&app, "/live/show/v1/seg-1.m4s").await;
+        assert_eq!(body, whole, "the streamed segment equals the finished one");
+    }
+
+    #[tokio::test]
+    async fn ended_stream_lists_endlist() {
+        let (hub, app) = setup();
+        let publisher = hub.publish("show").unwrap();
+        publisher.send(tracks());
+        for i in 0..100 {
+            publisher.send(frame(i));
+        }
+        publisher.finish();
+        settle().await;
+        let (_, headers, body) = get(&app, "/live/show/v1/index.m3u8").await;
+        assert!(String::from_utf8(body.to_vec())
+            .unwrap()
+            .ends_with("#EXT-X-ENDLIST\n"));
+        assert_eq!(headers[header::CACHE_CONTROL], ENDED_PLAYLIST_CACHE);
+    }
+
+    #[test]
+    fn parses_file_names_and_directives() {
+        assert_eq!(parse_file("seg-12.m4s"), Some(MediaFile::Segment(12)));
+        assert_eq!(parse_file("part-12.3.m4s"), Some(MediaFile::Part(12, 3)));
+        assert_eq!(parse_file("init-0.mp4"), Some(MediaFile::Init(0)));
+        assert_eq!(parse_file("seg-x.m4s"), None);
+        assert_eq!(parse_file("../../etc/passwd"), None);
+        assert_eq!(
+            directives(Some("_HLS_msn=5&_HLS_part=2&_HLS_skip=YES&token=abc")).unwrap(),
+            Directives {
+                msn: Some(5),
+                part: Some(2),
+                skip: true
+            }
+        );
+        assert!(directives(Some("_HLS_msn=-1")).is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! Live streams as the origin sees them: one packager per published stream,
+//! driven by a task that consumes the stream's hub channel.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{broadcast, watch};
+use vela_media::hub::{StreamHub, StreamStart};
+use vela_media::MediaEvent;
+use vela_packager::{LivePackager, PackagerConfig};
+
+use crate::metrics;
+
+/// Per-stream packaging settings, chosen when a stream starts.
+pub type StreamSettings = Arc<dyn Fn(&str) -> PackagerConfig + Send + Sync>;
+
+/// One live stream: its packager and the channel that announces changes.
+pub struct LiveStream {
+    pub name: String,
+    /// Distinguishes successive streams of the same name (in ETags).
+    pub instance: u64,
+    packager: RwLock<LivePackager>,
+    version: watch::Sender<u64>,
+}
+
+impl LiveStream {
+    fn new(name: String, instance: u64, config: PackagerConfig) -> Self {
+        let (version, _) = watch::channel(0);
+        LiveStream {
+            name,
+            instance,
+            packager: RwLock::new(LivePackager::new(config)),
+            version,
+        }
+    }
+
+    /// Read access to the packager's timeline. Hold it briefly: the packager
+    /// task waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, LivePackager> {
+        self.packager.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apply(&self, event: MediaEvent, now_ms: i64) {
+        let changes = {
+            let mut p = self.packager.write().unwrap_or_else(|e| e.into_inner());
+            p.push(event, now_ms)
+        };
+        if changes.any() {
+            metrics::PARTS.inc_by(changes.parts as u64);
+            metrics::SEGMENTS.inc_by(changes.segments as u64);
+            self.version.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Waits until `ready` holds for the packager, or `timeout` passes.
+    /// Returns whether it holds.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut ready: impl FnMut(&LivePackager) -> bool,
+    ) -> bool {
+        let mut rx = self.version.subscribe();
+        let wait = async {
+            loop {
+                if ready(&self.read()) {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return ready(&self.read());
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    /// A future that resolves at the next change (or after `timeout`).
+    pub fn changed(&self, timeout: Duration) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.version.subscribe();
+        rx.borrow_and_update();
+        async move {
+            let _ = tokio::time::timeout(timeout, rx.changed()).await;
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Inner {
+    streams: HashMap<String, Arc<LiveStream>>,
+    next_instance: u64,
+}
+
+/// The live streams the origin can serve, by name.
+#[derive(Clone)]
+pub struct LiveRegistry {
+    inner: Arc<Mutex<Inner>>,
+    settings: StreamSettings,
+}
+
+impl LiveRegistry {
+    /// Attaches to `hub`: every stream it starts gets a packager here.
+    pub fn attach(hub: &StreamHub, settings: StreamSettings) -> Self {
+        let registry = LiveRegistry {
+            inner: Arc::new(Mutex::new(Inner {
+                streams: HashMap::new(),
+                next_instance: 1,
+            })),
+            settings,
+        };
+        let r = registry.clone();
+        hub.on_stream_start(move |start| r.start(start));
+        registry
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<LiveStream>> {
+        self.lock().streams.get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.lock().streams.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn start(&self, start: StreamStart) {
+        let config = (self.settings)(&start.name);
+        let stream = {
+            let mut inner = self.lock();
+            let instance = inner.next_instance;
+            inner.next_instance += 1;
+            let stream = Arc::new(LiveStream::new(start.name.clone(), instance, config));
+            // A new publish of a name replaces its ended predecessor.
+            inner.streams.insert(start.name.clone(), stream.clone());
+            stream
+        };
+        metrics::LIVE_STREAMS.set(self.lock().streams.len() as i64);
+        let registry = self.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { registry.run(stream, start.events).await });
+            }
+            Err(_) => tracing::error!(stream = start.name, "no runtime to package the stream on"),
+        }
+    }
+
+    /// The packager task of one stream.
+    async fn run(self, stream: Arc<LiveStream>, mut events: broadcast::Receiver<MediaEvent>) {
+        tracing::info!(stream = stream.name, "packaging started");
+        loop {
+            match events.recv().await {
+                Ok(MediaEvent::End) => {
+                    stream.apply(MediaEvent::End, now_ms());
+                    break;
+                }
+                Ok(event) => stream.apply(event, now_ms()),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    // Frames were lost to this consumer: close what was built
+                    // and restart cleanly at the next keyframe.
+                    tracing::warn!(
+                        stream = stream.name,
+                        missed = n,
+                        "packager fell behind; resynchronising"
+                    );
+                    metrics::PACKAGER_LAGGED.inc();
+                    stream.apply(MediaEvent::Discontinuity, now_ms());
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    stream.apply(MediaEvent::End, now_ms());
+                    break;
+                }
+            }
+        }
+        tracing::info!(
+            stream = stream.name,
+            "stream ended; keeping its window for late viewers"
+        );
+        // Keep the ended stream's window for players finishing it, then drop
+        // it unless a new publish has replaced it in the meantime.
+        let keep = Duration::from_secs_f64(stream.read().config().dvr_window.clamp(10.0, 86_400.0));
+        tokio::time::sleep(keep).await;
+        let mut inner = self.lock();
+        if inner
+            .streams
+            .get(&stream.name)
+            .is_some_and(|s| s.instance == stream.instance)
+        {
+            inner.streams.remove(&stream.name);
+        }
+        metrics::LIVE_STREAMS.set(inner.streams.len() as i64);
+    }
+}

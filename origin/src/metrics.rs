@@ -1,0 +1,72 @@
+//! The origin's Prometheus metrics, in the default registry that `/metrics` exports.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge,
+};
+
+pub static LIVE_STREAMS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("vela_live_streams", "Live streams being packaged")
+        .expect("metric registers once")
+});
+
+pub static SEGMENTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_segments_total",
+        "Media segments completed, all renditions"
+    )
+    .expect("metric registers once")
+});
+
+pub static PARTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_parts_total",
+        "Low-latency parts written, all renditions"
+    )
+    .expect("metric registers once")
+});
+
+pub static PACKAGER_LAGGED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_packager_lagged_total",
+        "Times a packager fell behind its stream and resynchronised"
+    )
+    .expect("metric registers once")
+});
+
+pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "vela_http_requests_total",
+        "HTTP requests by route and status",
+        &["route", "status"]
+    )
+    .expect("metric registers once")
+});
+
+pub static HTTP_BYTES_OUT: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_http_bytes_out_total",
+        "Media and manifest bytes sent by the origin"
+    )
+    .expect("metric registers once")
+});
+
+pub static HTTP_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "vela_http_request_duration_seconds",
+        "Time to the response head, by route (includes blocking-reload waits)",
+        &["route"],
+        vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+    )
+    .expect("metric registers once")
+});
+
+/// Text exposition of every metric in the default registry.
+pub fn render() -> String {
+    let encoder = prometheus::TextEncoder::new();
+    encoder
+        .encode_to_string(&prometheus::gather())
+        .unwrap_or_default()
+}
