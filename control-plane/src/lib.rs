@@ -1,1 +1,378 @@
-//! (being written)
+//! Vela's control plane: partners (tenants), sessions, entries with stream keys,
+//! categories, conversion profiles and full-text search, served under `/api/v1`.
+//!
+//! Storage is one repository layer ([`db::Db`]) over SQLite (embedded, WAL, in the data
+//! directory) or PostgreSQL (several nodes). Search is an embedded tantivy index that
+//! follows the database's change log ([`search::SearchIndex`]), so every node sharing
+//! one PostgreSQL finds what any node wrote.
+
+pub mod api;
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod search;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+pub use error::{ApiError, DbError, Error, SearchError};
+
+use auth::{hash_secret, hash_stream_key, new_secret, now_s, random_hex, TokenKey};
+use db::{Backend, Db, EntryRow};
+use search::SearchIndex;
+
+/// How publishing is authorised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PublishMode {
+    /// Any key publishes, played under the key's own name.
+    Open,
+    /// Only a live entry's stream key publishes, played under the entry id.
+    Keys,
+    /// Open until the control plane holds live entries, then keys.
+    #[default]
+    Auto,
+}
+
+/// Configuration of [`ControlPlane::open`].
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    /// The state directory (SQLite database, search index, admin secret).
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; `None` for SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    pub publish_mode: PublishMode,
+    /// e.g. `http://HOST:8080` (no trailing slash).
+    pub public_http_base: String,
+    /// e.g. `rtmp://HOST:1935/live` (no trailing slash).
+    pub public_rtmp_base: String,
+}
+
+/// A granted publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishGrant {
+    /// Open mode: the key; key mode: the entry id.
+    pub stream_name: String,
+    /// The live entry, in key mode.
+    pub entry_id: Option<String>,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishRefusal {
+    #[error("unknown stream key")]
+    UnknownKey,
+    #[error("application {0:?} does not accept publishing")]
+    WrongApp(String),
+    #[error("malformed stream key")]
+    MalformedKey,
+    #[error("control plane unavailable")]
+    Unavailable,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: Db,
+    pub(crate) search: SearchIndex,
+    pub(crate) tokens: TokenKey,
+    pub(crate) sealer: TokenKey,
+    /// partner id -> (secret generation, active).
+    pub(crate) partners: RwLock<HashMap<i64, (i64, bool)>>,
+    /// Entry cache for the embedded (single-process) SQLite backend.
+    pub(crate) cache: Option<RwLock<HashMap<String, Arc<EntryRow>>>>,
+    pub(crate) cfg: ControlPlaneConfig,
+}
+
+/// The control plane. Cheap to clone.
+#[derive(Clone)]
+pub struct ControlPlane {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("backend", &self.inner.db.backend())
+            .finish()
+    }
+}
+
+const CACHE_MAX: usize = 200_000;
+
+fn parse_key(hexstr: &str) -> Option<[u8; 32]> {
+    if hexstr.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hexstr.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl ControlPlane {
+    /// Opens the database (creating and migrating it), creates the admin partner on first
+    /// start (secret written to `DATA/admin-secret`, mode 0600), and opens or rebuilds the
+    /// search index. Spawns background refreshers on the current tokio runtime.
+    pub async fn open(cfg: ControlPlaneConfig) -> Result<ControlPlane, Error> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Io {
+            path: cfg.data_dir.display().to_string(),
+            source: e,
+        })?;
+        let db = Db::open(&cfg.data_dir, cfg.database_url.as_deref()).await?;
+        let server_key = db
+            .setting_or_insert("server_key", &random_hex(32))
+            .await?;
+        let server_key = parse_key(&server_key)
+            .ok_or_else(|| Error::Config("stored server key is malformed".into()))?;
+        let tokens = TokenKey::new(server_key);
+        // A separate key for sealing stream keys, derived from the server key.
+        let sealer = TokenKey::new(derive(&server_key, b"seal"));
+
+        // The admin partner (id 1) on first start.
+        let now = now_s();
+        let secret = new_secret();
+        let salt = random_hex(16);
+        match db
+            .insert_partner_with_id(1, "admin", &salt, &hash_secret(&salt, &secret), now)
+            .await
+        {
+            Ok(()) => {
+                let path = cfg.data_dir.join("admin-secret");
+                write_secret_file(&path, &secret)?;
+                tracing::info!(path = %path.display(), "created the admin partner (id 1); its secret is in this file");
+            }
+            Err(DbError::Conflict) => {}
+            Err(e) => return Err(e.into()),
+        }
+
+        let search = SearchIndex::open(&cfg.data_dir.join("search"), &db).await?;
+        let cache = (db.backend() == Backend::Sqlite).then(|| RwLock::new(HashMap::new()));
+        let cp = ControlPlane {
+            inner: Arc::new(Inner {
+                db,
+                search,
+                tokens,
+                sealer,
+                partners: RwLock::new(HashMap::new()),
+                cache,
+                cfg,
+            }),
+        };
+        cp.refresh_partners().await?;
+        cp.spawn_background();
+        Ok(cp)
+    }
+
+    fn spawn_background(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: u64 = 0;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let cp = ControlPlane { inner };
+                if let Err(e) = cp.inner.search.sync(&cp.inner.db).await {
+                    tracing::warn!(error = %e, "search index sync failed");
+                }
+                if n % 2 == 0 {
+                    if let Err(e) = cp.refresh_partners().await {
+                        tracing::warn!(error = %e, "partner refresh failed");
+                    }
+                }
+                n += 1;
+            }
+        });
+    }
+
+    pub(crate) async fn refresh_partners(&self) -> Result<(), DbError> {
+        let gens = self.inner.db.partner_generations().await?;
+        let map: HashMap<i64, (i64, bool)> =
+            gens.into_iter().map(|(id, g, a)| (id, (g, a))).collect();
+        if let Ok(mut w) = self.inner.partners.write() {
+            *w = map;
+        }
+        Ok(())
+    }
+
+    /// The `/api/v1` router (merge it into the server's router).
+    pub fn router(&self) -> axum::Router {
+        api::router(self.clone())
+    }
+
+    /// The repository (for tests and tools).
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The search index (for tests and tools).
+    pub fn search_index(&self) -> &SearchIndex {
+        &self.inner.search
+    }
+
+    pub(crate) fn cache_get(&self, id: &str) -> Option<Arc<EntryRow>> {
+        self.inner.cache.as_ref()?.read().ok()?.get(id).cloned()
+    }
+
+    pub(crate) fn cache_put(&self, e: EntryRow) -> Arc<EntryRow> {
+        let e = Arc::new(e);
+        if let Some(c) = &self.inner.cache {
+            if let Ok(mut w) = c.write() {
+                if w.len() >= CACHE_MAX {
+                    w.clear();
+                }
+                w.insert(e.id.clone(), e.clone());
+            }
+        }
+        e
+    }
+
+    pub(crate) fn cache_forget(&self, id: &str) {
+        if let Some(c) = &self.inner.cache {
+            if let Ok(mut w) = c.write() {
+                w.remove(id);
+            }
+        }
+    }
+
+    /// Brings the search index up to date after a local write.
+    pub(crate) async fn after_write(&self) {
+        if let Err(e) = self.inner.search.sync(&self.inner.db).await {
+            tracing::warn!(error = %e, "search index sync after write failed");
+        }
+    }
+
+    /// Whether key mode is in force now.
+    pub async fn key_mode(&self) -> Result<bool, DbError> {
+        Ok(match self.inner.cfg.publish_mode {
+            PublishMode::Open => false,
+            PublishMode::Keys => true,
+            PublishMode::Auto => self.inner.db.has_live_entries().await?,
+        })
+    }
+
+    /// May `stream_key` publish on application `app`, and under which stream name?
+    pub async fn authorize_publish(
+        &self,
+        app: &str,
+        stream_key: &str,
+    ) -> Result<PublishGrant, PublishRefusal> {
+        if stream_key.is_empty() || stream_key.len() > 256 || stream_key.contains(['/', '\0']) {
+            return Err(PublishRefusal::MalformedKey);
+        }
+        let key_mode = self.key_mode().await.map_err(|e| {
+            tracing::error!(error = %e, "publish authorisation: database error");
+            PublishRefusal::Unavailable
+        })?;
+        if !key_mode {
+            return Ok(PublishGrant {
+                stream_name: stream_key.to_string(),
+                entry_id: None,
+            });
+        }
+        if app != "live" {
+            return Err(PublishRefusal::WrongApp(app.chars().take(64).collect()));
+        }
+        let hash = hash_stream_key(stream_key);
+        let entry = self
+            .inner
+            .db
+            .entry_by_stream_key_hash(&hash)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "publish authorisation: database error");
+                PublishRefusal::Unavailable
+            })?;
+        match entry {
+            Some(e)
+                if e
+                    .stream_key_hash
+                    .as_deref()
+                    .is_some_and(|h| auth::ct_eq(h, &hash)) =>
+            {
+                Ok(PublishGrant {
+                    stream_name: e.id.clone(),
+                    entry_id: Some(e.id),
+                })
+            }
+            _ => Err(PublishRefusal::UnknownKey),
+        }
+    }
+
+    async fn set_live_status(&self, stream_name: &str, status: &str) {
+        if !auth::is_entry_id(stream_name) {
+            return;
+        }
+        match self
+            .inner
+            .db
+            .set_entry_status(stream_name, status, now_s())
+            .await
+        {
+            Ok(Some(_)) => {
+                self.cache_forget(stream_name);
+                self.after_write().await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, entry = stream_name, "cannot set live status"),
+        }
+    }
+
+    /// The publisher of `stream_name` started: a live entry becomes `live`.
+    pub async fn publish_started(&self, stream_name: &str) {
+        self.set_live_status(stream_name, "live").await
+    }
+
+    /// The publisher of `stream_name` went away: a live entry becomes `offline`.
+    pub async fn publish_stopped(&self, stream_name: &str) {
+        self.set_live_status(stream_name, "offline").await
+    }
+
+    /// An entry by id whatever its partner (for the media side: DVR window, recording,
+    /// DRM policy, conversion profile).
+    pub async fn entry(&self, id: &str) -> Result<Option<api::Entry>, DbError> {
+        if !auth::is_entry_id(id) {
+            return Ok(None);
+        }
+        Ok(self
+            .inner
+            .db
+            .get_entry_unscoped(id)
+            .await?
+            .map(|e| api::Entry::from_row(self, &e, false)))
+    }
+}
+
+fn derive(key: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    m.update(label);
+    m.finalize().into_bytes().into()
+}
+
+pub(crate) fn write_secret_file(path: &std::path::Path, secret: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let io = |e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
+    f.write_all(secret.as_bytes()).map_err(io)?;
+    f.write_all(b"\n").map_err(io)?;
+    Ok(())
+}

@@ -1,0 +1,393 @@
+//! Full-text search: an embedded tantivy index (BM25) that follows the database's change
+//! log. Every entry write appends `(seq, entry_id)` to the `changes` table in the same
+//! transaction; `SearchIndex::sync` applies the changes after the index's cursor (stored in
+//! the tantivy commit payload) by re-reading those entries. Writers call `sync` right after
+//! committing, searches call it before searching, and a background task calls it every
+//! 500 ms, so several nodes sharing one PostgreSQL each keep an index that is correct
+//! for whatever any node wrote. A missing, unreadable or foreign index (cursor ahead of
+//! the database) is rebuilt from the database at start.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
+    STORED, STRING,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::db::{Db, EntryRow};
+use crate::error::SearchError;
+
+const SCHEMA_VERSION: &str = "v1";
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    partner: Field,
+    kind: Field,
+    status: Field,
+    tag: Field,
+    category: Field,
+    created: Field,
+    name: Field,
+    description: Field,
+    tags_text: Field,
+    categories_text: Field,
+    metadata_text: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let num = NumericOptions::default().set_indexed().set_fast();
+    let f = Fields {
+        id: b.add_text_field("id", STRING | STORED),
+        partner: b.add_i64_field("partner", num.clone()),
+        kind: b.add_text_field("kind", STRING),
+        status: b.add_text_field("status", STRING),
+        tag: b.add_text_field("tag", STRING),
+        category: b.add_text_field("category", STRING),
+        created: b.add_i64_field("created", num),
+        name: b.add_text_field("name", text.clone()),
+        description: b.add_text_field("description", text.clone()),
+        tags_text: b.add_text_field("tags_text", text.clone()),
+        categories_text: b.add_text_field("categories_text", text.clone()),
+        metadata_text: b.add_text_field("metadata_text", text),
+    };
+    (b.build(), f)
+}
+
+/// Search filters (validated by the caller).
+#[derive(Debug, Default, Clone)]
+pub struct SearchFilter {
+    pub kind: Option<String>,
+    pub status: Option<String>,
+    pub tag: Option<String>,
+    pub category: Option<String>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+}
+
+struct Writer {
+    writer: IndexWriter,
+    cursor: i64,
+}
+
+/// The index and its follower state.
+#[derive(Clone)]
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+    writer: Arc<Mutex<Writer>>,
+    sync_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn metadata_text(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        serde_json::Value::Number(n) => {
+            out.push_str(&n.to_string());
+            out.push(' ');
+        }
+        serde_json::Value::Bool(b) => {
+            out.push_str(if *b { "true " } else { "false " });
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| metadata_text(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| metadata_text(x, out)),
+        serde_json::Value::Null => {}
+    }
+}
+
+impl SearchIndex {
+    /// Opens the index at `dir`, creating it if needed (memory budget for bulk loads).
+    pub fn open_dir(dir: &Path, heap_bytes: usize) -> Result<(SearchIndex, bool), SearchError> {
+        let (schema, fields) = schema();
+        let versioned: PathBuf = dir.join(SCHEMA_VERSION);
+        std::fs::create_dir_all(&versioned).map_err(|e| {
+            SearchError::Join(format!("cannot create {}: {e}", versioned.display()))
+        })?;
+        let mmap = tantivy::directory::MmapDirectory::open(&versioned)?;
+        let (index, fresh) = match Index::open_or_create(mmap, schema.clone()) {
+            Ok(i) => (i, false),
+            Err(e) => {
+                tracing::warn!(error = %e, "search index unreadable; rebuilding");
+                let _ = std::fs::remove_dir_all(&versioned);
+                std::fs::create_dir_all(&versioned).map_err(|e| {
+                    SearchError::Join(format!("cannot create {}: {e}", versioned.display()))
+                })?;
+                let mmap = tantivy::directory::MmapDirectory::open(&versioned)?;
+                (Index::create(mmap, schema, Default::default())?, true)
+            }
+        };
+        let cursor = index
+            .load_metas()?
+            .payload
+            .and_then(|p| p.parse::<i64>().ok());
+        let writer: IndexWriter = index.writer_with_num_threads(1, heap_bytes.max(15_000_000))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let needs_rebuild = fresh || cursor.is_none();
+        Ok((
+            SearchIndex {
+                index,
+                reader,
+                fields,
+                writer: Arc::new(Mutex::new(Writer {
+                    writer,
+                    cursor: cursor.unwrap_or(0),
+                })),
+                sync_lock: Arc::new(tokio::sync::Mutex::new(())),
+            },
+            needs_rebuild,
+        ))
+    }
+
+    /// Opens the index and brings it up to date with `db` (rebuilding it if missing or stale).
+    pub async fn open(dir: &Path, db: &Db) -> Result<SearchIndex, SearchError> {
+        let (idx, needs_rebuild) = Self::open_dir(dir, 64_000_000)?;
+        let max = db.max_change_seq().await?;
+        let cursor = idx.cursor();
+        if needs_rebuild || cursor > max {
+            tracing::info!("rebuilding the search index from the database");
+            idx.rebuild(db).await?;
+        } else {
+            idx.sync(db).await?;
+        }
+        Ok(idx)
+    }
+
+    pub fn cursor(&self) -> i64 {
+        self.writer.lock().map(|w| w.cursor).unwrap_or(0)
+    }
+
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn doc(&self, e: &EntryRow) -> TantivyDocument {
+        let f = &self.fields;
+        let mut d = TantivyDocument::new();
+        d.add_text(f.id, &e.id);
+        d.add_i64(f.partner, e.partner_id);
+        d.add_text(f.kind, &e.kind);
+        d.add_text(f.status, &e.status);
+        for t in &e.tags {
+            d.add_text(f.tag, t);
+        }
+        for c in &e.categories {
+            d.add_text(f.category, c);
+        }
+        d.add_i64(f.created, e.created_at);
+        d.add_text(f.name, &e.name);
+        d.add_text(f.description, &e.description);
+        d.add_text(f.tags_text, e.tags.join(" "));
+        // Category paths: index every level's name.
+        d.add_text(f.categories_text, e.categories.join(" ").replace('>', " "));
+        let mut m = String::new();
+        for v in e.metadata.values() {
+            metadata_text(v, &mut m);
+        }
+        d.add_text(f.metadata_text, m);
+        d
+    }
+
+    /// Adds documents without deleting (bulk loads of new entries); does not commit.
+    pub fn add_new(&self, entries: &[EntryRow]) -> Result<(), SearchError> {
+        let w = self.writer.lock().map_err(|_| SearchError::Join("poisoned".into()))?;
+        for e in entries {
+            w.writer.add_document(self.doc(e))?;
+        }
+        Ok(())
+    }
+
+    /// Commits with `cursor` as the payload and reloads the reader.
+    pub fn commit(&self, cursor: i64) -> Result<(), SearchError> {
+        let mut w = self.writer.lock().map_err(|_| SearchError::Join("poisoned".into()))?;
+        let mut pc = w.writer.prepare_commit()?;
+        pc.set_payload(&cursor.to_string());
+        pc.commit()?;
+        w.cursor = cursor;
+        drop(w);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(SearchIndex) -> Result<T, SearchError> + Send + 'static,
+    ) -> Result<T, SearchError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(me))
+            .await
+            .map_err(|e| SearchError::Join(e.to_string()))?
+    }
+
+    /// Drops everything and re-indexes every entry of the database.
+    pub async fn rebuild(&self, db: &Db) -> Result<(), SearchError> {
+        let _g = self.sync_lock.lock().await;
+        let start_seq = db.max_change_seq().await?;
+        {
+            let mut w = self.writer.lock().map_err(|_| SearchError::Join("poisoned".into()))?;
+            w.writer.delete_all_documents()?;
+            w.cursor = 0;
+        }
+        let mut after = String::new();
+        loop {
+            let batch = db.entries_after(&after, 5000).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.id.clone();
+            self.blocking(move |me| me.add_new(&batch)).await?;
+        }
+        self.blocking(move |me| me.commit(start_seq)).await?;
+        drop(_g);
+        // Writes that raced with the scan are re-applied (idempotently).
+        self.sync(db).await
+    }
+
+    /// Applies the change log after the cursor. Idempotent; serialised per index.
+    pub async fn sync(&self, db: &Db) -> Result<(), SearchError> {
+        let _g = self.sync_lock.lock().await;
+        loop {
+            let cursor = self.cursor();
+            let changes = db.changes_since(cursor, 2000).await?;
+            let Some(&(last_seq, _)) = changes.last() else {
+                return Ok(());
+            };
+            let mut ids: Vec<String> = changes.into_iter().map(|(_, id)| id).collect();
+            ids.sort();
+            ids.dedup();
+            let mut rows = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                rows.extend(db.entries_by_ids_any(chunk).await?);
+            }
+            self.blocking(move |me| {
+                {
+                    let w = me.writer.lock().map_err(|_| SearchError::Join("poisoned".into()))?;
+                    for id in &ids {
+                        w.writer.delete_term(Term::from_field_text(me.fields.id, id));
+                    }
+                    for e in &rows {
+                        w.writer.add_document(me.doc(e))?;
+                    }
+                }
+                me.commit(last_seq)
+            })
+            .await?;
+        }
+    }
+
+    /// BM25-ranked search within one partner. Returns (total hits, [(entry id, score)]).
+    pub fn search(
+        &self,
+        partner_id: i64,
+        q: &str,
+        filter: &SearchFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<(usize, Vec<(String, f32)>), SearchError> {
+        let f = &self.fields;
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(
+            Occur::Must,
+            Box::new(TermQuery::new(
+                Term::from_field_i64(f.partner, partner_id),
+                IndexRecordOption::Basic,
+            )),
+        )];
+        let exact = |field: Field, v: &str| -> (Occur, Box<dyn Query>) {
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(field, v),
+                    IndexRecordOption::Basic,
+                )),
+            )
+        };
+        if let Some(v) = &filter.kind {
+            must.push(exact(f.kind, v));
+        }
+        if let Some(v) = &filter.status {
+            must.push(exact(f.status, v));
+        }
+        if let Some(v) = &filter.tag {
+            must.push(exact(f.tag, v));
+        }
+        if let Some(v) = &filter.category {
+            must.push(exact(f.category, v));
+        }
+        if filter.created_after.is_some() || filter.created_before.is_some() {
+            let lo = filter.created_after.unwrap_or(i64::MIN);
+            let hi = filter.created_before.unwrap_or(i64::MAX);
+            must.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    std::ops::Bound::Included(Term::from_field_i64(f.created, lo)),
+                    std::ops::Bound::Excluded(Term::from_field_i64(f.created, hi)),
+                )),
+            ));
+        }
+        // Every word must match in at least one text field (AND of words, OR of fields).
+        let text_fields = [
+            (f.name, 3.0f32),
+            (f.tags_text, 2.0),
+            (f.categories_text, 1.5),
+            (f.description, 1.0),
+            (f.metadata_text, 1.0),
+        ];
+        let mut tokenizer = self
+            .index
+            .tokenizers()
+            .get("default")
+            .ok_or_else(|| SearchError::Join("no default tokenizer".into()))?;
+        let mut words: Vec<String> = Vec::new();
+        {
+            let mut ts = tokenizer.token_stream(q);
+            while ts.advance() {
+                let t = ts.token().text.clone();
+                if !words.contains(&t) && words.len() < 16 {
+                    words.push(t);
+                }
+            }
+        }
+        for w in &words {
+            let alts: Vec<(Occur, Box<dyn Query>)> = text_fields
+                .iter()
+                .map(|(field, boost)| {
+                    let tq: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(*field, w),
+                        IndexRecordOption::WithFreqs,
+                    ));
+                    (Occur::Should, Box::new(BoostQuery::new(tq, *boost)) as Box<dyn Query>)
+                })
+                .collect();
+            must.push((Occur::Must, Box::new(BooleanQuery::new(alts))));
+        }
+        let query = BooleanQuery::new(must);
+        let searcher = self.reader.searcher();
+        let limit = limit.max(1);
+        let (top, count) = searcher.search(
+            &query,
+            &(TopDocs::with_limit(limit).and_offset(offset).order_by_score(), Count),
+        )?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let d: TantivyDocument = searcher.doc(addr)?;
+            if let Some(id) = d.get_first(f.id).and_then(|v| v.as_str()) {
+                out.push((id.to_string(), score));
+            }
+        }
+        Ok((count, out))
+    }
+}
