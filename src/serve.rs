@@ -1,0 +1,230 @@
+//! `vela serve`: wires the hub, the RTMP ingest, the packagers and the HTTP
+//! origin together, and owns start-up and shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use vela_ingest::server::{serve_rtmp, IngestContext, IngestLimits};
+use vela_ingest::OpenAuthorizer;
+use vela_media::hub::{StreamHub, DEFAULT_CAPACITY};
+use vela_origin::{LiveRegistry, OriginState};
+
+use crate::config::{self, ConfigError, FileConfig, LiveConfig};
+use crate::ServeArgs;
+
+/// Everything `serve` needs, resolved from defaults, file and flags.
+struct Settings {
+    data: PathBuf,
+    rtmp: SocketAddr,
+    rtmps: Option<SocketAddr>,
+    http: SocketAddr,
+    h3: Option<SocketAddr>,
+    file: FileConfig,
+}
+
+fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
+    let file = match &args.config {
+        Some(path) => config::load_file(path)?,
+        None => FileConfig::default(),
+    };
+    file.live.validate()?;
+    if let Some(drm) = &file.drm {
+        drm.validate()?;
+    }
+    let pick = |flag: &Option<String>, file: &Option<String>, default: &str| {
+        flag.clone()
+            .or_else(|| file.clone())
+            .unwrap_or_else(|| default.to_string())
+    };
+    let rtmp = config::parse_addr(
+        "--rtmp",
+        &pick(&args.rtmp, &file.listen.rtmp, "0.0.0.0:1935"),
+    )?;
+    let http = config::parse_addr(
+        "--http",
+        &pick(&args.http, &file.listen.http, "0.0.0.0:8080"),
+    )?;
+    let h3 = pick(&args.h3, &file.listen.h3, "0.0.0.0:8443");
+    let h3 = if h3 == "off" {
+        None
+    } else {
+        Some(config::parse_addr("--h3", &h3)?)
+    };
+    let rtmps = file
+        .listen
+        .rtmps
+        .as_deref()
+        .map(|a| config::parse_addr("listen.rtmps", a))
+        .transpose()?;
+    if rtmps.is_some() && file.tls.is_none() {
+        return Err(ConfigError::Invalid(
+            "listen.rtmps needs a [tls] table with cert and key".into(),
+        ));
+    }
+    if args.database.is_some() || file.database.url.is_some() {
+        return Err(ConfigError::Invalid(
+            "--database / [database] url: the control plane is not part of this build yet".into(),
+        ));
+    }
+    let data = args
+        .data
+        .or_else(|| file.data.clone())
+        .unwrap_or_else(|| PathBuf::from("./vela-data"));
+    Ok(Settings {
+        data,
+        rtmp,
+        rtmps,
+        http,
+        h3,
+        file,
+    })
+}
+
+/// Runs the server; the exit code follows INTERFACE.md (2 for a bad flag,
+/// config file or busy port).
+pub fn run(args: ServeArgs) -> ExitCode {
+    let settings = match resolve(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vela: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vela: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vela: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+async fn serve(s: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&s.data)
+        .with_context(|| format!("cannot create data directory {}", s.data.display()))?;
+    // Bind everything first, so a busy port fails start-up as a whole.
+    let rtmp_listener = bind("RTMP", s.rtmp).await?;
+    let rtmps_listener = match s.rtmps {
+        Some(a) => Some(bind("RTMPS", a).await?),
+        None => None,
+    };
+    let http_listener = bind("HTTP", s.http).await?;
+    let tls = match &s.file.tls {
+        Some(t) => {
+            Some(vela_ingest::tls::load_tls_config(&t.cert, &t.key).context("RTMPS certificate")?)
+        }
+        None => None,
+    };
+
+    let live_config: LiveConfig = s.file.live.clone();
+    let hub = StreamHub::new(
+        DEFAULT_CAPACITY,
+        Duration::from_secs_f64(live_config.reconnect_grace_s),
+    );
+    let settings_cfg = live_config.clone();
+    let registry = LiveRegistry::attach(
+        &hub,
+        Arc::new(move |name: &str| settings_cfg.for_stream(name)),
+    );
+    let mut origin = OriginState::new(registry);
+    origin.dash_target_latency_ms = live_config.dash_target_latency_ms;
+
+    let app = vela_origin::router(origin).layer(axum::middleware::from_fn(
+        vela_origin::http::cors_and_metrics,
+    ));
+
+    let limits = IngestLimits {
+        max_connections: s.file.limits.max_rtmp_connections,
+        ..IngestLimits::default()
+    };
+    let ingest = Arc::new(IngestContext::new(
+        hub.clone(),
+        Arc::new(OpenAuthorizer),
+        limits,
+    ));
+
+    tracing::info!(
+        data = %s.data.display(),
+        rtmp = %s.rtmp,
+        http = %s.http,
+        "vela {} serving: publish to rtmp://HOST:{}/live/KEY, play http://HOST:{}/live/KEY/master.m3u8",
+        env!("CARGO_PKG_VERSION"),
+        s.rtmp.port(),
+        s.http.port()
+    );
+    if let Some(h3) = s.h3 {
+        tracing::warn!(%h3, "HTTP/3 is not implemented yet; serving HTTP/1.1 and HTTP/2 only (use --h3 off to silence this)");
+    }
+
+    let rtmp_task = tokio::spawn(serve_rtmp(rtmp_listener, None, ingest.clone()));
+    let rtmps_task = rtmps_listener.map(|l| tokio::spawn(serve_rtmp(l, tls, ingest.clone())));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let http = axum::serve(http_listener, app.into_make_service()).with_graceful_shutdown({
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }
+    });
+    let http_task = tokio::spawn(async move { http.await });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    rtmp_task.abort();
+    if let Some(t) = rtmps_task {
+        t.abort();
+    }
+    let _ = stop_tx.send(true);
+    // Open requests (blocked playlist reloads, streamed segments) get a few
+    // seconds; INTERFACE.md promises exit within 10 s.
+    if tokio::time::timeout(Duration::from_secs(5), http_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some HTTP requests were still open at shutdown");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
