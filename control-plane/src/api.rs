@@ -12,8 +12,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
-use crate::auth::{self, hash_secret, hash_stream_key, new_secret, new_stream_key, now_s, random_hex, Claims, Role};
-use crate::db::{Category, ConversionProfile, Drm, EntryFilter, EntryOrder, EntryRow, FlavorParams};
+use crate::auth::{
+    self, hash_secret, hash_stream_key, new_secret, new_stream_key, now_s, random_hex, Claims, Role,
+};
+use crate::db::{
+    Category, ConversionProfile, Drm, EntryFilter, EntryOrder, EntryRow, FlavorParams,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::search::SearchFilter;
 use crate::ControlPlane;
@@ -35,7 +39,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or("");
-            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             if mime != "application/json" && !mime.ends_with("+json") {
                 return Err(ApiError::UnsupportedMediaType(
                     "expected application/json".into(),
@@ -100,7 +109,9 @@ impl FromRequestParts<ControlPlane> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .ok_or(ApiError::Unauthorized("missing bearer token"))?;
-        let h = h.to_str().map_err(|_| ApiError::Unauthorized("malformed header"))?;
+        let h = h
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("malformed header"))?;
         let token = h
             .strip_prefix("Bearer ")
             .or_else(|| h.strip_prefix("bearer "))
@@ -151,14 +162,18 @@ fn check_str(field: &str, s: &str, min: usize, max: usize) -> Result<(), ApiErro
         )));
     }
     if s.contains('\0') {
-        return Err(ApiError::Validation(format!("{field} contains a NUL character")));
+        return Err(ApiError::Validation(format!(
+            "{field} contains a NUL character"
+        )));
     }
     Ok(())
 }
 
 fn check_list(field: &str, v: &[String], max_items: usize, max_len: usize) -> Result<(), ApiError> {
     if v.len() > max_items {
-        return Err(ApiError::Validation(format!("{field} has more than {max_items} items")));
+        return Err(ApiError::Validation(format!(
+            "{field} has more than {max_items} items"
+        )));
     }
     for s in v {
         check_str(field, s, 1, max_len)?;
@@ -169,10 +184,14 @@ fn check_list(field: &str, v: &[String], max_items: usize, max_len: usize) -> Re
 fn check_metadata(m: &serde_json::Map<String, serde_json::Value>) -> Result<(), ApiError> {
     let s = serde_json::to_string(m).unwrap_or_default();
     if s.len() > 16 * 1024 || m.len() > 100 {
-        return Err(ApiError::Validation("metadata is too large (16 KiB, 100 keys)".into()));
+        return Err(ApiError::Validation(
+            "metadata is too large (16 KiB, 100 keys)".into(),
+        ));
     }
     if s.contains("\\u0000") {
-        return Err(ApiError::Validation("metadata contains a NUL character".into()));
+        return Err(ApiError::Validation(
+            "metadata contains a NUL character".into(),
+        ));
     }
     Ok(())
 }
@@ -190,14 +209,21 @@ fn check_drm(d: &Drm) -> Result<(), ApiError> {
     }
 }
 
-fn page_bounds(page: Option<u32>, page_size: Option<u32>) -> Result<(u32, u32, i64, i64), ApiError> {
+fn page_bounds(
+    page: Option<u32>,
+    page_size: Option<u32>,
+) -> Result<(u32, u32, i64, i64), ApiError> {
     let page = page.unwrap_or(1);
     let size = page_size.unwrap_or(50);
     if page == 0 || page > MAX_PAGE {
-        return Err(ApiError::Validation(format!("page must be 1 to {MAX_PAGE}")));
+        return Err(ApiError::Validation(format!(
+            "page must be 1 to {MAX_PAGE}"
+        )));
     }
     if size == 0 || size > MAX_PAGE_SIZE {
-        return Err(ApiError::Validation(format!("page_size must be 1 to {MAX_PAGE_SIZE}")));
+        return Err(ApiError::Validation(format!(
+            "page_size must be 1 to {MAX_PAGE_SIZE}"
+        )));
     }
     Ok((page, size, size as i64, (page as i64 - 1) * size as i64))
 }
@@ -313,7 +339,11 @@ impl Entry {
         Entry {
             id: e.id.clone(),
             partner_id: e.partner_id,
-            kind: if live { EntryType::Live } else { EntryType::Media },
+            kind: if live {
+                EntryType::Live
+            } else {
+                EntryType::Media
+            },
             name: e.name.clone(),
             description: e.description.clone(),
             tags: e.tags.clone(),
@@ -650,7 +680,9 @@ pub async fn create_session(
     let Some(p) = cp.inner.db.get_partner(req.partner_id).await? else {
         return Err(bad);
     };
-    if p.status != "active" || !auth::ct_eq(&hash_secret(&p.secret_salt, &req.secret), &p.secret_hash) {
+    if p.status != "active"
+        || !auth::ct_eq(&hash_secret(&p.secret_salt, &req.secret), &p.secret_hash)
+    {
         return Err(bad);
     }
     let expires_at = now_s() + expiry;
@@ -678,7 +710,9 @@ fn require_root(c: &Claims) -> Result<(), ApiError> {
     if c.is_admin() && c.p == 1 {
         Ok(())
     } else {
-        Err(ApiError::Forbidden("only the admin partner manages partners"))
+        Err(ApiError::Forbidden(
+            "only the admin partner manages partners",
+        ))
     }
 }
 
@@ -704,7 +738,12 @@ pub async fn create_partner(
         .insert_partner(&req.name, &salt, &hash_secret(&salt, &secret), now)
         .await?;
     cp.refresh_partners().await?;
-    let p = cp.inner.db.get_partner(id).await?.ok_or(ApiError::NotFound("partner"))?;
+    let p = cp
+        .inner
+        .db
+        .get_partner(id)
+        .await?
+        .ok_or(ApiError::NotFound("partner"))?;
     Ok((StatusCode::CREATED, Json(partner_view(p, Some(secret)))))
 }
 
@@ -741,7 +780,12 @@ pub async fn get_partner(
     if !(c.p == 1 && c.is_admin()) && c.p != id {
         return Err(ApiError::NotFound("partner"));
     }
-    let p = cp.inner.db.get_partner(id).await?.ok_or(ApiError::NotFound("partner"))?;
+    let p = cp
+        .inner
+        .db
+        .get_partner(id)
+        .await?
+        .ok_or(ApiError::NotFound("partner"))?;
     Ok(Json(partner_view(p, None)))
 }
 
@@ -775,7 +819,12 @@ pub async fn regenerate_secret(
         let path = cp.inner.cfg.data_dir.join("admin-secret");
         crate::write_secret_file(&path, &secret).map_err(|e| ApiError::Internal(e.to_string()))?;
     }
-    let p = cp.inner.db.get_partner(id).await?.ok_or(ApiError::NotFound("partner"))?;
+    let p = cp
+        .inner
+        .db
+        .get_partner(id)
+        .await?
+        .ok_or(ApiError::NotFound("partner"))?;
     Ok(Json(partner_view(p, Some(secret))))
 }
 
@@ -785,7 +834,9 @@ pub async fn regenerate_secret(
 async fn check_profile(cp: &ControlPlane, partner: i64, id: Option<i64>) -> Result<(), ApiError> {
     if let Some(id) = id {
         if id <= 0 || cp.inner.db.get_profile(partner, id).await?.is_none() {
-            return Err(ApiError::Validation("conversion_profile_id: no such profile".into()));
+            return Err(ApiError::Validation(
+                "conversion_profile_id: no such profile".into(),
+            ));
         }
     }
     Ok(())
@@ -794,7 +845,9 @@ async fn check_profile(cp: &ControlPlane, partner: i64, id: Option<i64>) -> Resu
 fn check_duration(d: Option<f64>) -> Result<(), ApiError> {
     if let Some(d) = d {
         if !d.is_finite() || !(0.0..=10_000_000.0).contains(&d) {
-            return Err(ApiError::Validation("duration_s must be 0 to 10000000".into()));
+            return Err(ApiError::Validation(
+                "duration_s must be 0 to 10000000".into(),
+            ));
         }
     }
     Ok(())
@@ -802,7 +855,9 @@ fn check_duration(d: Option<f64>) -> Result<(), ApiError> {
 
 fn check_dvr(d: Option<u32>) -> Result<(), ApiError> {
     if d.is_some_and(|d| d > 604_800) {
-        return Err(ApiError::Validation("dvr_window_s must be at most 604800".into()));
+        return Err(ApiError::Validation(
+            "dvr_window_s must be at most 604800".into(),
+        ));
     }
     Ok(())
 }
@@ -819,7 +874,9 @@ pub async fn create_entry(
     ApiJson(req): ApiJson<EntryCreate>,
 ) -> Result<(StatusCode, Json<Entry>), ApiError> {
     if !c.may("edit", None) {
-        return Err(ApiError::Forbidden("creating entries needs admin or edit:*"));
+        return Err(ApiError::Forbidden(
+            "creating entries needs admin or edit:*",
+        ));
     }
     check_str("name", &req.name, 1, 256)?;
     check_str("description", &req.description, 0, 4096)?;
@@ -879,7 +936,11 @@ pub async fn create_entry(
     Ok((StatusCode::CREATED, Json(Entry::from_row(&cp, &row, true))))
 }
 
-async fn load_entry(cp: &ControlPlane, partner: i64, id: &str) -> Result<std::sync::Arc<EntryRow>, ApiError> {
+async fn load_entry(
+    cp: &ControlPlane,
+    partner: i64,
+    id: &str,
+) -> Result<std::sync::Arc<EntryRow>, ApiError> {
     if let Some(e) = cp.cache_get(id) {
         if e.partner_id == partner {
             return Ok(e);
@@ -976,7 +1037,8 @@ pub async fn patch_entry(
     if let Some(s) = p.status {
         if e.kind == "live" || !matches!(s.as_str(), "pending" | "ready") {
             return Err(ApiError::Validation(
-                "status: media entries take pending or ready; live status follows the publisher".into(),
+                "status: media entries take pending or ready; live status follows the publisher"
+                    .into(),
             ));
         }
         e.status = s;
@@ -1031,7 +1093,9 @@ pub async fn regenerate_key(
     }
     let mut e = (*load_entry(&cp, c.p, id).await?).clone();
     if e.kind != "live" {
-        return Err(ApiError::Validation("only live entries have a stream key".into()));
+        return Err(ApiError::Validation(
+            "only live entries have a stream key".into(),
+        ));
     }
     let k = new_stream_key();
     e.stream_key_hash = Some(hash_stream_key(&k));
@@ -1097,7 +1161,10 @@ pub async fn list_entries(
     let (rows, total) = cp.inner.db.list_entries(c.p, &f).await?;
     let with_key = c.may("edit", None);
     Ok(Json(EntryList {
-        objects: rows.iter().map(|e| Entry::from_row(&cp, e, with_key)).collect(),
+        objects: rows
+            .iter()
+            .map(|e| Entry::from_row(&cp, e, with_key))
+            .collect(),
         total_count: total,
         page,
         page_size: size,
@@ -1146,10 +1213,12 @@ pub async fn search(
     let objects = rows
         .iter()
         .filter_map(|e| {
-            hits.iter().find(|(id, _)| id == &e.id).map(|(_, s)| SearchHit {
-                score: *s,
-                entry: Entry::from_row(&cp, e, with_key),
-            })
+            hits.iter()
+                .find(|(id, _)| id == &e.id)
+                .map(|(_, s)| SearchHit {
+                    score: *s,
+                    entry: Entry::from_row(&cp, e, with_key),
+                })
         })
         .collect();
     Ok(Json(SearchResults {
@@ -1179,18 +1248,17 @@ pub async fn create_category(
     if req.name.contains('>') {
         return Err(ApiError::Validation("name must not contain '>'".into()));
     }
-    let full_name = match req.parent_id {
-        Some(pid) => {
-            let parent = cp
-                .inner
-                .db
-                .get_category(c.p, pid)
-                .await?
-                .ok_or_else(|| ApiError::Validation("parent_id: no such category".into()))?;
-            format!("{}>{}", parent.full_name, req.name)
-        }
-        None => req.name.clone(),
-    };
+    let full_name =
+        match req.parent_id {
+            Some(pid) => {
+                let parent =
+                    cp.inner.db.get_category(c.p, pid).await?.ok_or_else(|| {
+                        ApiError::Validation("parent_id: no such category".into())
+                    })?;
+                format!("{}>{}", parent.full_name, req.name)
+            }
+            None => req.name.clone(),
+        };
     if full_name.len() > 2048 {
         return Err(ApiError::Validation("category tree too deep".into()));
     }
@@ -1223,7 +1291,11 @@ pub async fn list_categories(
     ApiQuery(q): ApiQuery<CategoryListQuery>,
 ) -> Result<Json<CategoryList>, ApiError> {
     let (_, _, limit, offset) = page_bounds(q.page, q.page_size)?;
-    let (objects, total) = cp.inner.db.list_categories(c.p, q.parent_id, limit, offset).await?;
+    let (objects, total) = cp
+        .inner
+        .db
+        .list_categories(c.p, q.parent_id, limit, offset)
+        .await?;
     Ok(Json(CategoryList {
         objects,
         total_count: total,
@@ -1531,7 +1603,9 @@ pub fn router(cp: ControlPlane) -> Router {
         .route("/categories", post(create_category).get(list_categories))
         .route(
             "/categories/{id}",
-            get(get_category).patch(patch_category).delete(delete_category),
+            get(get_category)
+                .patch(patch_category)
+                .delete(delete_category),
         )
         .route(
             "/conversion-profiles",

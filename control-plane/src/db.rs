@@ -276,11 +276,12 @@ impl Db {
 
     /// Returns the value of `k`, inserting `v` first if absent (first writer wins).
     pub async fn setting_or_insert(&self, k: &str, v: &str) -> Result<String, DbError> {
-        let ins = sqlx::query("INSERT INTO settings (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING")
-            .bind(k)
-            .bind(v)
-            .execute(&self.pool)
-            .await;
+        let ins =
+            sqlx::query("INSERT INTO settings (k, v) VALUES ($1, $2) ON CONFLICT (k) DO NOTHING")
+                .bind(k)
+                .bind(v)
+                .execute(&self.pool)
+                .await;
         ins.map_err(DbError::from_sqlx)?;
         let row = sqlx::query("SELECT v FROM settings WHERE k = $1")
             .bind(k)
@@ -361,7 +362,11 @@ impl Db {
         r.as_ref().map(Self::partner_from_row).transpose()
     }
 
-    pub async fn list_partners(&self, limit: i64, offset: i64) -> Result<(Vec<PartnerRow>, i64), DbError> {
+    pub async fn list_partners(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<PartnerRow>, i64), DbError> {
         let rows = sqlx::query(
             "SELECT id, name, secret_salt, secret_hash, secret_gen, status, created_at, updated_at \
              FROM partners ORDER BY id LIMIT $1 OFFSET $2",
@@ -374,7 +379,10 @@ impl Db {
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        let v = rows.iter().map(Self::partner_from_row).collect::<Result<_, _>>()?;
+        let v = rows
+            .iter()
+            .map(Self::partner_from_row)
+            .collect::<Result<_, _>>()?;
         Ok((v, total))
     }
 
@@ -501,7 +509,8 @@ impl Db {
             .execute(&mut *tx)
             .await
             .map_err(DbError::from_sqlx)?;
-        self.log_change(&mut tx, &e.id, e.partner_id, e.updated_at).await?;
+        self.log_change(&mut tx, &e.id, e.partner_id, e.updated_at)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -518,7 +527,8 @@ impl Db {
                 .execute(&mut *tx)
                 .await
                 .map_err(DbError::from_sqlx)?;
-            self.log_change(&mut tx, &e.id, e.partner_id, e.updated_at).await?;
+            self.log_change(&mut tx, &e.id, e.partner_id, e.updated_at)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -556,13 +566,19 @@ impl Db {
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        self.log_change(&mut tx, &e.id, e.partner_id, e.updated_at).await?;
+        self.log_change(&mut tx, &e.id, e.partner_id, e.updated_at)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
 
     /// Sets the status of a live entry; returns it if it changed.
-    pub async fn set_entry_status(&self, id: &str, status: &str, now: i64) -> Result<Option<i64>, DbError> {
+    pub async fn set_entry_status(
+        &self,
+        id: &str,
+        status: &str,
+        now: i64,
+    ) -> Result<Option<i64>, DbError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT partner_id FROM entries WHERE id = $1 AND kind = 'live'")
             .bind(id)
@@ -610,7 +626,10 @@ impl Db {
     /// An entry whatever its partner (server-internal use only).
     pub async fn get_entry_unscoped(&self, id: &str) -> Result<Option<EntryRow>, DbError> {
         let sql = format!("SELECT {ENTRY_COLS} FROM entries WHERE id = $1");
-        let r = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let r = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         r.as_ref().map(Self::entry_from_row).transpose()
     }
 
@@ -618,7 +637,10 @@ impl Db {
         let sql = format!(
             "SELECT {ENTRY_COLS} FROM entries WHERE stream_key_hash = $1 AND kind = 'live'"
         );
-        let r = sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?;
+        let r = sqlx::query(&sql)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
         r.as_ref().map(Self::entry_from_row).transpose()
     }
 
@@ -630,7 +652,11 @@ impl Db {
     }
 
     /// Entries of a partner by id, in the order of `ids`.
-    pub async fn entries_by_ids(&self, partner_id: i64, ids: &[String]) -> Result<Vec<EntryRow>, DbError> {
+    pub async fn entries_by_ids(
+        &self,
+        partner_id: i64,
+        ids: &[String],
+    ) -> Result<Vec<EntryRow>, DbError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -644,7 +670,10 @@ impl Db {
             q = q.bind(id);
         }
         let rows = q.fetch_all(&self.pool).await?;
-        let mut found: Vec<EntryRow> = rows.iter().map(Self::entry_from_row).collect::<Result<_, _>>()?;
+        let mut found: Vec<EntryRow> = rows
+            .iter()
+            .map(Self::entry_from_row)
+            .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(found.len());
         for id in ids {
             if let Some(pos) = found.iter().position(|e| &e.id == id) {
@@ -660,7 +689,10 @@ impl Db {
             return Ok(Vec::new());
         }
         let ph: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 1)).collect();
-        let sql = format!("SELECT {ENTRY_COLS} FROM entries WHERE id IN ({})", ph.join(","));
+        let sql = format!(
+            "SELECT {ENTRY_COLS} FROM entries WHERE id IN ({})",
+            ph.join(",")
+        );
         let mut q = sqlx::query(&sql);
         for id in ids {
             q = q.bind(id);
@@ -669,7 +701,11 @@ impl Db {
         rows.iter().map(Self::entry_from_row).collect()
     }
 
-    pub async fn list_entries(&self, partner_id: i64, f: &EntryFilter) -> Result<(Vec<EntryRow>, i64), DbError> {
+    pub async fn list_entries(
+        &self,
+        partner_id: i64,
+        f: &EntryFilter,
+    ) -> Result<(Vec<EntryRow>, i64), DbError> {
         let mut conds = vec!["partner_id = $1".to_string()];
         let mut args: Vec<Arg> = vec![Arg::I(partner_id)];
         let mut push = |cond: &str, a: Arg, args: &mut Vec<Arg>| {
@@ -683,10 +719,18 @@ impl Db {
             push("status = ?", Arg::S(s.clone()), &mut args);
         }
         if let Some(t) = &f.tag {
-            push("tags LIKE ? ESCAPE '\\'", Arg::S(json_element_pattern(t)), &mut args);
+            push(
+                "tags LIKE ? ESCAPE '\\'",
+                Arg::S(json_element_pattern(t)),
+                &mut args,
+            );
         }
         if let Some(c) = &f.category {
-            push("categories LIKE ? ESCAPE '\\'", Arg::S(json_element_pattern(c)), &mut args);
+            push(
+                "categories LIKE ? ESCAPE '\\'",
+                Arg::S(json_element_pattern(c)),
+                &mut args,
+            );
         }
         if let Some(a) = f.created_after {
             push("created_at >= ?", Arg::I(a), &mut args);
@@ -711,15 +755,26 @@ impl Db {
         for a in &args {
             lq = a.bind(lq);
         }
-        let rows = lq.bind(f.limit).bind(f.offset).fetch_all(&self.pool).await?;
-        let v = rows.iter().map(Self::entry_from_row).collect::<Result<_, _>>()?;
+        let rows = lq
+            .bind(f.limit)
+            .bind(f.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let v = rows
+            .iter()
+            .map(Self::entry_from_row)
+            .collect::<Result<_, _>>()?;
         Ok((v, total))
     }
 
     /// Entries with `id > after`, ordered by id (full index rebuilds).
     pub async fn entries_after(&self, after: &str, limit: i64) -> Result<Vec<EntryRow>, DbError> {
         let sql = format!("SELECT {ENTRY_COLS} FROM entries WHERE id > $1 ORDER BY id LIMIT $2");
-        let rows = sqlx::query(&sql).bind(after).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(Self::entry_from_row).collect()
     }
 
@@ -734,11 +789,12 @@ impl Db {
 
     /// (seq, entry_id) of changes after `seq`, in order.
     pub async fn changes_since(&self, seq: i64, limit: i64) -> Result<Vec<(i64, String)>, DbError> {
-        let rows = sqlx::query("SELECT seq, entry_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(seq)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT seq, entry_id FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(seq)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
@@ -775,7 +831,11 @@ impl Db {
         Ok(())
     }
 
-    pub async fn get_category(&self, partner_id: i64, id: i64) -> Result<Option<Category>, DbError> {
+    pub async fn get_category(
+        &self,
+        partner_id: i64,
+        id: i64,
+    ) -> Result<Option<Category>, DbError> {
         let r = sqlx::query(
             "SELECT id, parent_id, name, full_name, created_at, updated_at FROM categories WHERE id = $1 AND partner_id = $2",
         )
@@ -786,7 +846,13 @@ impl Db {
         r.as_ref().map(Self::category_from_row).transpose()
     }
 
-    pub async fn list_categories(&self, partner_id: i64, parent: Option<i64>, limit: i64, offset: i64) -> Result<(Vec<Category>, i64), DbError> {
+    pub async fn list_categories(
+        &self,
+        partner_id: i64,
+        parent: Option<i64>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<Category>, i64), DbError> {
         let (wh, p) = match parent {
             Some(p) => ("partner_id = $1 AND parent_id = $2", p),
             None => ("partner_id = $1 AND $2 = $2", 0),
@@ -806,12 +872,23 @@ impl Db {
             .fetch_one(&self.pool)
             .await?
             .try_get(0)?;
-        let v = rows.iter().map(Self::category_from_row).collect::<Result<_, _>>()?;
+        let v = rows
+            .iter()
+            .map(Self::category_from_row)
+            .collect::<Result<_, _>>()?;
         Ok((v, total))
     }
 
     /// Renames a category and rewrites the full names of its subtree.
-    pub async fn rename_category(&self, partner_id: i64, id: i64, name: &str, old_full: &str, new_full: &str, now: i64) -> Result<(), DbError> {
+    pub async fn rename_category(
+        &self,
+        partner_id: i64,
+        id: i64,
+        name: &str,
+        old_full: &str,
+        new_full: &str,
+        now: i64,
+    ) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE categories SET name = $1, full_name = $2, updated_at = $3 WHERE id = $4 AND partner_id = $5")
             .bind(name)
@@ -845,12 +922,18 @@ impl Db {
     }
 
     /// Deletes a category that has no children; `Ok(false)` if absent.
-    pub async fn delete_category(&self, partner_id: i64, id: i64) -> Result<Result<bool, ()>, DbError> {
-        let child = sqlx::query("SELECT id FROM categories WHERE partner_id = $1 AND parent_id = $2 LIMIT 1")
-            .bind(partner_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn delete_category(
+        &self,
+        partner_id: i64,
+        id: i64,
+    ) -> Result<Result<bool, ()>, DbError> {
+        let child = sqlx::query(
+            "SELECT id FROM categories WHERE partner_id = $1 AND parent_id = $2 LIMIT 1",
+        )
+        .bind(partner_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         if child.is_some() {
             return Ok(Err(()));
         }
@@ -876,7 +959,12 @@ impl Db {
         })
     }
 
-    pub async fn upsert_profile(&self, partner_id: i64, p: &ConversionProfile, insert: bool) -> Result<bool, DbError> {
+    pub async fn upsert_profile(
+        &self,
+        partner_id: i64,
+        p: &ConversionProfile,
+        insert: bool,
+    ) -> Result<bool, DbError> {
         let flavors = serde_json::to_string(&p.flavors).unwrap_or_else(|_| "[]".into());
         let r = if insert {
             sqlx::query(
@@ -907,7 +995,11 @@ impl Db {
         Ok(r.map_err(DbError::from_sqlx)?.rows_affected() == 1)
     }
 
-    pub async fn get_profile(&self, partner_id: i64, id: i64) -> Result<Option<ConversionProfile>, DbError> {
+    pub async fn get_profile(
+        &self,
+        partner_id: i64,
+        id: i64,
+    ) -> Result<Option<ConversionProfile>, DbError> {
         let r = sqlx::query(
             "SELECT id, name, description, flavors, created_at, updated_at FROM conversion_profiles WHERE id = $1 AND partner_id = $2",
         )
@@ -918,7 +1010,12 @@ impl Db {
         r.as_ref().map(Self::profile_from_row).transpose()
     }
 
-    pub async fn list_profiles(&self, partner_id: i64, limit: i64, offset: i64) -> Result<(Vec<ConversionProfile>, i64), DbError> {
+    pub async fn list_profiles(
+        &self,
+        partner_id: i64,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<ConversionProfile>, i64), DbError> {
         let rows = sqlx::query(
             "SELECT id, name, description, flavors, created_at, updated_at FROM conversion_profiles WHERE partner_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
         )
@@ -927,12 +1024,16 @@ impl Db {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query("SELECT COUNT(*) FROM conversion_profiles WHERE partner_id = $1")
-            .bind(partner_id)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?;
-        let v = rows.iter().map(Self::profile_from_row).collect::<Result<_, _>>()?;
+        let total: i64 =
+            sqlx::query("SELECT COUNT(*) FROM conversion_profiles WHERE partner_id = $1")
+                .bind(partner_id)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)?;
+        let v = rows
+            .iter()
+            .map(Self::profile_from_row)
+            .collect::<Result<_, _>>()?;
         Ok((v, total))
     }
 

@@ -120,9 +120,7 @@ impl ControlPlane {
             source: e,
         })?;
         let db = Db::open(&cfg.data_dir, cfg.database_url.as_deref()).await?;
-        let server_key = db
-            .setting_or_insert("server_key", &random_hex(32))
-            .await?;
+        let server_key = db.setting_or_insert("server_key", &random_hex(32)).await?;
         let server_key = parse_key(&server_key)
             .ok_or_else(|| Error::Config("stored server key is malformed".into()))?;
         let tokens = TokenKey::new(server_key);
@@ -169,7 +167,7 @@ impl ControlPlane {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut n: u64 = 0;
+            let mut refresh = false;
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { break };
@@ -177,12 +175,12 @@ impl ControlPlane {
                 if let Err(e) = cp.inner.search.sync(&cp.inner.db).await {
                     tracing::warn!(error = %e, "search index sync failed");
                 }
-                if n % 2 == 0 {
+                refresh = !refresh;
+                if refresh {
                     if let Err(e) = cp.refresh_partners().await {
                         tracing::warn!(error = %e, "partner refresh failed");
                     }
                 }
-                n += 1;
             }
         });
     }
@@ -287,8 +285,7 @@ impl ControlPlane {
             })?;
         match entry {
             Some(e)
-                if e
-                    .stream_key_hash
+                if e.stream_key_hash
                     .as_deref()
                     .is_some_and(|h| auth::ct_eq(h, &hash)) =>
             {

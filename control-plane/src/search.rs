@@ -206,7 +206,10 @@ impl SearchIndex {
 
     /// Adds documents without deleting (bulk loads of new entries); does not commit.
     pub fn add_new(&self, entries: &[EntryRow]) -> Result<(), SearchError> {
-        let w = self.writer.lock().map_err(|_| SearchError::Join("poisoned".into()))?;
+        let w = self
+            .writer
+            .lock()
+            .map_err(|_| SearchError::Join("poisoned".into()))?;
         for e in entries {
             w.writer.add_document(self.doc(e))?;
         }
@@ -215,7 +218,10 @@ impl SearchIndex {
 
     /// Commits with `cursor` as the payload and reloads the reader.
     pub fn commit(&self, cursor: i64) -> Result<(), SearchError> {
-        let mut w = self.writer.lock().map_err(|_| SearchError::Join("poisoned".into()))?;
+        let mut w = self
+            .writer
+            .lock()
+            .map_err(|_| SearchError::Join("poisoned".into()))?;
         let mut pc = w.writer.prepare_commit()?;
         pc.set_payload(&cursor.to_string());
         pc.commit()?;
@@ -240,7 +246,10 @@ impl SearchIndex {
         let _g = self.sync_lock.lock().await;
         let start_seq = db.max_change_seq().await?;
         {
-            let mut w = self.writer.lock().map_err(|_| SearchError::Join("poisoned".into()))?;
+            let mut w = self
+                .writer
+                .lock()
+                .map_err(|_| SearchError::Join("poisoned".into()))?;
             w.writer.delete_all_documents()?;
             w.cursor = 0;
         }
@@ -275,9 +284,13 @@ impl SearchIndex {
             }
             self.blocking(move |me| {
                 {
-                    let w = me.writer.lock().map_err(|_| SearchError::Join("poisoned".into()))?;
+                    let w = me
+                        .writer
+                        .lock()
+                        .map_err(|_| SearchError::Join("poisoned".into()))?;
                     for id in &ids {
-                        w.writer.delete_term(Term::from_field_text(me.fields.id, id));
+                        w.writer
+                            .delete_term(Term::from_field_text(me.fields.id, id));
                     }
                     for e in &rows {
                         w.writer.add_document(me.doc(e))?;
@@ -369,7 +382,10 @@ impl SearchIndex {
                         Term::from_field_text(*field, w),
                         IndexRecordOption::WithFreqs,
                     ));
-                    (Occur::Should, Box::new(BoostQuery::new(tq, *boost)) as Box<dyn Query>)
+                    (
+                        Occur::Should,
+                        Box::new(BoostQuery::new(tq, *boost)) as Box<dyn Query>,
+                    )
                 })
                 .collect();
             must.push((Occur::Must, Box::new(BooleanQuery::new(alts))));
@@ -379,7 +395,12 @@ impl SearchIndex {
         let limit = limit.max(1);
         let (top, count) = searcher.search(
             &query,
-            &(TopDocs::with_limit(limit).and_offset(offset).order_by_score(), Count),
+            &(
+                TopDocs::with_limit(limit)
+                    .and_offset(offset)
+                    .order_by_score(),
+                Count,
+            ),
         )?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {

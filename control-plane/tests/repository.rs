@@ -13,7 +13,10 @@ fn entry(id: &str, partner: i64, kind: &str, name: &str, tags: &[&str], created:
         description: format!("description of {name}"),
         tags: tags.iter().map(|s| s.to_string()).collect(),
         categories: vec!["sports>football".into()],
-        metadata: serde_json::json!({"venue": "Wembley", "n": 3}).as_object().unwrap().clone(),
+        metadata: serde_json::json!({"venue": "Wembley", "n": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
         status: if kind == "live" { "offline" } else { "pending" }.into(),
         duration_s: Some(12.5),
         thumbnail_url: None,
@@ -34,7 +37,9 @@ async fn suite(db: Db) {
     assert_eq!(db.setting_or_insert("k", "b").await.unwrap(), "a");
 
     // Partners.
-    db.insert_partner_with_id(1, "admin", "s", "h", 1).await.unwrap();
+    db.insert_partner_with_id(1, "admin", "s", "h", 1)
+        .await
+        .unwrap();
     assert!(matches!(
         db.insert_partner_with_id(1, "again", "s", "h", 1).await,
         Err(vela_control_plane::DbError::Conflict)
@@ -47,14 +52,27 @@ async fn suite(db: Db) {
     assert_eq!(db.list_partners(10, 0).await.unwrap().1, 2);
 
     // Entries.
-    let a = entry("0_aaaaaaaa", 1, "live", "Cup final", &["football", "50%_off"], 100);
+    let a = entry(
+        "0_aaaaaaaa",
+        1,
+        "live",
+        "Cup final",
+        &["football", "50%_off"],
+        100,
+    );
     let b = entry("0_bbbbbbbb", 1, "media", "Interview", &["talk"], 200);
     let c = entry("0_cccccccc", 2, "media", "Other tenant", &["football"], 300);
     db.insert_entry(&a).await.unwrap();
     db.insert_entries(&[b.clone(), c.clone()]).await.unwrap();
     assert_eq!(db.get_entry(1, "0_aaaaaaaa").await.unwrap().unwrap(), a);
-    assert!(db.get_entry(2, "0_aaaaaaaa").await.unwrap().is_none(), "tenant scope");
-    assert!(matches!(db.insert_entry(&a).await, Err(vela_control_plane::DbError::Conflict)));
+    assert!(
+        db.get_entry(2, "0_aaaaaaaa").await.unwrap().is_none(),
+        "tenant scope"
+    );
+    assert!(matches!(
+        db.insert_entry(&a).await,
+        Err(vela_control_plane::DbError::Conflict)
+    ));
 
     let f = |kind: Option<&str>, tag: Option<&str>| EntryFilter {
         kind: kind.map(Into::into),
@@ -65,12 +83,41 @@ async fn suite(db: Db) {
     let (v, total) = db.list_entries(1, &f(None, None)).await.unwrap();
     assert_eq!(total, 2);
     assert_eq!(v[0].id, "0_bbbbbbbb", "newest first");
-    assert_eq!(db.list_entries(1, &f(Some("live"), None)).await.unwrap().1, 1);
-    assert_eq!(db.list_entries(1, &f(None, Some("football"))).await.unwrap().1, 1);
-    assert_eq!(db.list_entries(1, &f(None, Some("foot"))).await.unwrap().1, 0, "whole tags only");
-    assert_eq!(db.list_entries(1, &f(None, Some("50%_off"))).await.unwrap().1, 1);
-    assert_eq!(db.list_entries(1, &f(None, Some("%"))).await.unwrap().1, 0, "LIKE metacharacters escaped");
-    assert_eq!(db.list_entries(1, &f(None, Some("' OR 1=1 --"))).await.unwrap().1, 0);
+    assert_eq!(
+        db.list_entries(1, &f(Some("live"), None)).await.unwrap().1,
+        1
+    );
+    assert_eq!(
+        db.list_entries(1, &f(None, Some("football")))
+            .await
+            .unwrap()
+            .1,
+        1
+    );
+    assert_eq!(
+        db.list_entries(1, &f(None, Some("foot"))).await.unwrap().1,
+        0,
+        "whole tags only"
+    );
+    assert_eq!(
+        db.list_entries(1, &f(None, Some("50%_off")))
+            .await
+            .unwrap()
+            .1,
+        1
+    );
+    assert_eq!(
+        db.list_entries(1, &f(None, Some("%"))).await.unwrap().1,
+        0,
+        "LIKE metacharacters escaped"
+    );
+    assert_eq!(
+        db.list_entries(1, &f(None, Some("' OR 1=1 --")))
+            .await
+            .unwrap()
+            .1,
+        0
+    );
     let mut by_name = f(None, None);
     by_name.order = EntryOrder::NameAsc;
     by_name.category = Some("sports>football".into());
@@ -84,11 +131,32 @@ async fn suite(db: Db) {
     assert_eq!((total, v.len(), v[0].id.as_str()), (2, 1, "0_aaaaaaaa"));
 
     // Stream keys, status, update, delete.
-    assert_eq!(db.entry_by_stream_key_hash("hash-0_aaaaaaaa").await.unwrap().unwrap().id, a.id);
+    assert_eq!(
+        db.entry_by_stream_key_hash("hash-0_aaaaaaaa")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        a.id
+    );
     assert!(db.has_live_entries().await.unwrap());
-    assert_eq!(db.set_entry_status("0_aaaaaaaa", "live", 400).await.unwrap(), Some(1));
-    assert_eq!(db.get_entry(1, "0_aaaaaaaa").await.unwrap().unwrap().status, "live");
-    assert_eq!(db.set_entry_status("0_bbbbbbbb", "live", 400).await.unwrap(), None, "media entries have no live status");
+    assert_eq!(
+        db.set_entry_status("0_aaaaaaaa", "live", 400)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        db.get_entry(1, "0_aaaaaaaa").await.unwrap().unwrap().status,
+        "live"
+    );
+    assert_eq!(
+        db.set_entry_status("0_bbbbbbbb", "live", 400)
+            .await
+            .unwrap(),
+        None,
+        "media entries have no live status"
+    );
     let mut b2 = b.clone();
     b2.name = "Renamed".into();
     b2.metadata.insert("x".into(), serde_json::json!("y"));
@@ -96,11 +164,24 @@ async fn suite(db: Db) {
     assert_eq!(db.get_entry(1, &b.id).await.unwrap().unwrap(), b2);
     let mut foreign = c.clone();
     foreign.partner_id = 1;
-    assert!(!db.update_entry(&foreign).await.unwrap(), "cannot update another tenant's entry");
+    assert!(
+        !db.update_entry(&foreign).await.unwrap(),
+        "cannot update another tenant's entry"
+    );
     assert!(!db.delete_entry(1, &c.id, 500).await.unwrap());
     assert!(db.delete_entry(2, &c.id, 500).await.unwrap());
-    let ids = vec!["0_bbbbbbbb".to_string(), "0_aaaaaaaa".to_string(), "0_cccccccc".to_string()];
-    let got: Vec<String> = db.entries_by_ids(1, &ids).await.unwrap().into_iter().map(|e| e.id).collect();
+    let ids = vec![
+        "0_bbbbbbbb".to_string(),
+        "0_aaaaaaaa".to_string(),
+        "0_cccccccc".to_string(),
+    ];
+    let got: Vec<String> = db
+        .entries_by_ids(1, &ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(got, vec!["0_bbbbbbbb", "0_aaaaaaaa"]);
 
     // Change log: one row per write, in order.
@@ -114,16 +195,45 @@ async fn suite(db: Db) {
 
     // Categories.
     use vela_control_plane::db::Category;
-    let root = Category { id: 10, parent_id: None, name: "sports".into(), full_name: "sports".into(), created_at: 1, updated_at: 1 };
-    let child = Category { id: 11, parent_id: Some(10), name: "football".into(), full_name: "sports>football".into(), created_at: 1, updated_at: 1 };
+    let root = Category {
+        id: 10,
+        parent_id: None,
+        name: "sports".into(),
+        full_name: "sports".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let child = Category {
+        id: 11,
+        parent_id: Some(10),
+        name: "football".into(),
+        full_name: "sports>football".into(),
+        created_at: 1,
+        updated_at: 1,
+    };
     db.insert_category(1, &root).await.unwrap();
     db.insert_category(1, &child).await.unwrap();
-    assert!(matches!(db.insert_category(1, &Category { id: 12, ..child.clone() }).await, Err(vela_control_plane::DbError::Conflict)));
+    assert!(matches!(
+        db.insert_category(
+            1,
+            &Category {
+                id: 12,
+                ..child.clone()
+            }
+        )
+        .await,
+        Err(vela_control_plane::DbError::Conflict)
+    ));
     assert_eq!(db.list_categories(1, None, 10, 0).await.unwrap().1, 2);
     assert_eq!(db.list_categories(1, Some(10), 10, 0).await.unwrap().1, 1);
     assert_eq!(db.list_categories(2, None, 10, 0).await.unwrap().1, 0);
-    db.rename_category(1, 10, "sport", "sports", "sport", 2).await.unwrap();
-    assert_eq!(db.get_category(1, 11).await.unwrap().unwrap().full_name, "sport>football");
+    db.rename_category(1, 10, "sport", "sports", "sport", 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.get_category(1, 11).await.unwrap().unwrap().full_name,
+        "sport>football"
+    );
     assert_eq!(db.delete_category(1, 10).await.unwrap(), Err(()));
     assert_eq!(db.delete_category(1, 11).await.unwrap(), Ok(true));
     assert_eq!(db.delete_category(2, 10).await.unwrap(), Ok(false));

@@ -22,7 +22,8 @@ pub fn pg_server_url() -> String {
             if let Ok(u) = std::env::var("VELA_TEST_PG_URL") {
                 return u;
             }
-            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-server");
+            let script =
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-server");
             let out = std::process::Command::new("bash")
                 .arg(script)
                 .arg("start")
@@ -52,7 +53,9 @@ pub async fn fresh_pg_database() -> String {
     sqlx::any::install_default_drivers();
     let server = pg_server_url();
     let name = format!("vela_test_{}", rand_suffix());
-    let mut conn = sqlx::AnyConnection::connect(&server).await.expect("connect to test PostgreSQL");
+    let mut conn = sqlx::AnyConnection::connect(&server)
+        .await
+        .expect("connect to test PostgreSQL");
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
@@ -63,7 +66,10 @@ pub async fn fresh_pg_database() -> String {
 
 pub fn rand_suffix() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("{:x}{:x}", n, std::process::id())
 }
 
@@ -78,7 +84,11 @@ pub async fn app_with(database_url: Option<String>, mode: PublishMode) -> App {
     app_in(dir, database_url, mode).await
 }
 
-pub async fn app_in(dir: tempfile::TempDir, database_url: Option<String>, mode: PublishMode) -> App {
+pub async fn app_in(
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+    mode: PublishMode,
+) -> App {
     let cp = ControlPlane::open(ControlPlaneConfig {
         data_dir: dir.path().to_path_buf(),
         database_url,
@@ -115,11 +125,22 @@ impl App {
         if bytes.is_empty() {
             return (status, Value::Null);
         }
-        assert_eq!(ct.as_deref(), Some("application/json"), "body {:?}", String::from_utf8_lossy(&bytes));
+        assert_eq!(
+            ct.as_deref(),
+            Some("application/json"),
+            "body {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
         (status, serde_json::from_slice(&bytes).expect("JSON body"))
     }
 
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut b = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
@@ -134,7 +155,13 @@ impl App {
         self.call_raw(req).await
     }
 
-    pub async fn session(&self, partner_id: i64, secret: &str, role: &str, privileges: Value) -> String {
+    pub async fn session(
+        &self,
+        partner_id: i64,
+        secret: &str,
+        role: &str,
+        privileges: Value,
+    ) -> String {
         let (s, v) = self
             .call(
                 "POST",
@@ -149,18 +176,26 @@ impl App {
 
     pub async fn admin_token(&self) -> String {
         let secret = self.admin_secret();
-        self.session(1, &secret, "admin", serde_json::json!([])).await
+        self.session(1, &secret, "admin", serde_json::json!([]))
+            .await
     }
 
     /// Creates a partner; returns (id, admin token).
     pub async fn partner(&self, root: &str, name: &str) -> (i64, String, String) {
         let (s, v) = self
-            .call("POST", "/api/v1/partners", Some(root), Some(serde_json::json!({"name": name})))
+            .call(
+                "POST",
+                "/api/v1/partners",
+                Some(root),
+                Some(serde_json::json!({"name": name})),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         let id = v["id"].as_i64().unwrap();
         let secret = v["secret"].as_str().unwrap().to_string();
-        let tok = self.session(id, &secret, "admin", serde_json::json!([])).await;
+        let tok = self
+            .session(id, &secret, "admin", serde_json::json!([]))
+            .await;
         (id, tok, secret)
     }
 }
