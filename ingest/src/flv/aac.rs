@@ -9,7 +9,9 @@
 use super::bits::BitReader;
 use super::FlvError;
 
-const SAMPLE_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+const SAMPLE_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioSpecificConfig {
@@ -21,7 +23,11 @@ pub struct AudioSpecificConfig {
 
 pub fn parse_asc(asc: &[u8]) -> Result<AudioSpecificConfig, FlvError> {
     if asc.len() < 2 {
-        return Err(FlvError::Truncated { what: "AudioSpecificConfig", need: 2, have: asc.len() });
+        return Err(FlvError::Truncated {
+            what: "AudioSpecificConfig",
+            need: 2,
+            have: asc.len(),
+        });
     }
     let mut r = BitReader::new(asc, "AudioSpecificConfig");
     let mut object_type = r.bits(5)?;
@@ -29,7 +35,10 @@ pub fn parse_asc(asc: &[u8]) -> Result<AudioSpecificConfig, FlvError> {
         object_type = 32 + r.bits(6)?;
     }
     if object_type == 0 {
-        return Err(FlvError::Bitstream { what: "AudioSpecificConfig", reason: "audio object type 0" });
+        return Err(FlvError::Bitstream {
+            what: "AudioSpecificConfig",
+            reason: "audio object type 0",
+        });
     }
     let index = r.bits(4)?;
     let sample_rate = if index == 0x0f {
@@ -37,13 +46,23 @@ pub fn parse_asc(asc: &[u8]) -> Result<AudioSpecificConfig, FlvError> {
     } else {
         *SAMPLE_RATES
             .get(index as usize)
-            .ok_or(FlvError::Bitstream { what: "AudioSpecificConfig", reason: "reserved sampling frequency index" })?
+            .ok_or(FlvError::Bitstream {
+                what: "AudioSpecificConfig",
+                reason: "reserved sampling frequency index",
+            })?
     };
     if sample_rate == 0 {
-        return Err(FlvError::Bitstream { what: "AudioSpecificConfig", reason: "sampling frequency 0" });
+        return Err(FlvError::Bitstream {
+            what: "AudioSpecificConfig",
+            reason: "sampling frequency 0",
+        });
     }
     let channel_config = r.bits(4)? as u8;
-    Ok(AudioSpecificConfig { object_type: object_type as u8, sample_rate, channel_config })
+    Ok(AudioSpecificConfig {
+        object_type: object_type as u8,
+        sample_rate,
+        channel_config,
+    })
 }
 
 /// Channels for a channelConfiguration (ISO/IEC 14496-3 Table 1.19).
@@ -66,14 +85,24 @@ mod tests {
     fn lc_44100_stereo() {
         assert_eq!(
             parse_asc(&[0x12, 0x10]).unwrap(),
-            AudioSpecificConfig { object_type: 2, sample_rate: 44100, channel_config: 2 }
+            AudioSpecificConfig {
+                object_type: 2,
+                sample_rate: 44100,
+                channel_config: 2
+            }
         );
     }
 
     #[test]
     fn explicit_rate_and_escaped_object_type() {
         // AOT 2, index 15, rate 22050 (0x005622), channel config 1.
-        let asc = [0b0001_0111, 0b1000_0000, 0b0010_1011, 0b0001_0001, 0b0000_1000];
+        let asc = [
+            0b0001_0111,
+            0b1000_0000,
+            0b0010_1011,
+            0b0001_0001,
+            0b0000_1000,
+        ];
         assert_eq!(parse_asc(&asc).unwrap().sample_rate, 22050);
         assert_eq!(parse_asc(&asc).unwrap().channel_config, 1);
         // AOT 31 escape -> 32 + 10 = 42 (USAC), 48 kHz, stereo.

@@ -10,10 +10,17 @@ const OBU_SEQUENCE_HEADER: u32 = 1;
 /// or is `(0, 0)` when the record carries none (allowed by the binding).
 pub fn parse_av1c(record: &[u8]) -> Result<(u16, u16), FlvError> {
     if record.len() < 4 {
-        return Err(FlvError::Truncated { what: "av1C", need: 4, have: record.len() });
+        return Err(FlvError::Truncated {
+            what: "av1C",
+            need: 4,
+            have: record.len(),
+        });
     }
     if record[0] != 0x81 {
-        return Err(FlvError::BadRecord { what: "av1C", reason: "marker/version is not 0x81" });
+        return Err(FlvError::BadRecord {
+            what: "av1C",
+            reason: "marker/version is not 0x81",
+        });
     }
     let mut obus = &record[4..];
     while !obus.is_empty() {
@@ -30,20 +37,31 @@ pub fn parse_av1c(record: &[u8]) -> Result<(u16, u16), FlvError> {
 fn split_obu(data: &[u8]) -> Result<(u32, &[u8], &[u8]), FlvError> {
     let header = data[0];
     if header & 0x80 != 0 {
-        return Err(FlvError::Bitstream { what: "AV1 OBU", reason: "forbidden bit set" });
+        return Err(FlvError::Bitstream {
+            what: "AV1 OBU",
+            reason: "forbidden bit set",
+        });
     }
     let obu_type = u32::from((header >> 3) & 0x0f);
     let has_extension = header & 0x04 != 0;
     let has_size = header & 0x02 != 0;
     let mut pos = 1 + usize::from(has_extension);
     if pos > data.len() {
-        return Err(FlvError::Truncated { what: "AV1 OBU header", need: pos, have: data.len() });
+        return Err(FlvError::Truncated {
+            what: "AV1 OBU header",
+            need: pos,
+            have: data.len(),
+        });
     }
     let size = if has_size {
         let mut value: u64 = 0;
         let mut i = 0;
         loop {
-            let byte = *data.get(pos).ok_or(FlvError::Truncated { what: "AV1 OBU size", need: pos + 1, have: data.len() })?;
+            let byte = *data.get(pos).ok_or(FlvError::Truncated {
+                what: "AV1 OBU size",
+                need: pos + 1,
+                have: data.len(),
+            })?;
             value |= u64::from(byte & 0x7f) << (7 * i);
             pos += 1;
             i += 1;
@@ -51,18 +69,24 @@ fn split_obu(data: &[u8]) -> Result<(u32, &[u8], &[u8]), FlvError> {
                 break;
             }
             if i == 8 {
-                return Err(FlvError::Bitstream { what: "AV1 OBU", reason: "leb128 size longer than 8 bytes" });
+                return Err(FlvError::Bitstream {
+                    what: "AV1 OBU",
+                    reason: "leb128 size longer than 8 bytes",
+                });
             }
         }
         usize::try_from(value).unwrap_or(usize::MAX)
     } else {
         data.len() - pos
     };
-    let end = pos.checked_add(size).filter(|&e| e <= data.len()).ok_or(FlvError::Truncated {
-        what: "AV1 OBU payload",
-        need: pos.saturating_add(size),
-        have: data.len(),
-    })?;
+    let end = pos
+        .checked_add(size)
+        .filter(|&e| e <= data.len())
+        .ok_or(FlvError::Truncated {
+            what: "AV1 OBU payload",
+            need: pos.saturating_add(size),
+            have: data.len(),
+        })?;
     Ok((obu_type, &data[pos..end], &data[end..]))
 }
 
@@ -110,7 +134,10 @@ fn sequence_header_size(payload: &[u8]) -> Result<(u16, u16), FlvError> {
     let w = u64::from(r.bits(width_bits)?) + 1;
     let h = u64::from(r.bits(height_bits)?) + 1;
     if w > u64::from(u16::MAX) || h > u64::from(u16::MAX) {
-        return Err(FlvError::Bitstream { what: "AV1 sequence header", reason: "picture size out of range" });
+        return Err(FlvError::Bitstream {
+            what: "AV1 sequence header",
+            reason: "picture size out of range",
+        });
     }
     Ok((w as u16, h as u16))
 }
@@ -119,7 +146,8 @@ fn sequence_header_size(payload: &[u8]) -> Result<(u16, u16), FlvError> {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) const LIBAOM_320X240: &[u8] = include_bytes!("../../fixtures/ffmpeg-libaom-320x240.av1C");
+    pub(crate) const LIBAOM_320X240: &[u8] =
+        include_bytes!("../../fixtures/ffmpeg-libaom-320x240.av1C");
 
     #[test]
     fn size_from_libaom_av1c() {

@@ -14,20 +14,29 @@ pub struct AvcRecordInfo {
 }
 
 fn bad(reason: &'static str) -> FlvError {
-    FlvError::BadRecord { what: "avcC", reason }
+    FlvError::BadRecord {
+        what: "avcC",
+        reason,
+    }
 }
 
 /// Validates an avcC record's structure and reads the picture size from its SPS.
 pub fn parse_avcc(record: &[u8]) -> Result<AvcRecordInfo, FlvError> {
     if record.len() < 7 {
-        return Err(FlvError::Truncated { what: "avcC", need: 7, have: record.len() });
+        return Err(FlvError::Truncated {
+            what: "avcC",
+            need: 7,
+            have: record.len(),
+        });
     }
     if record[0] != 1 {
         return Err(bad("configurationVersion is not 1"));
     }
     let nalu_length_size = (record[4] & 0x03) + 1;
     if nalu_length_size == 3 {
-        return Err(bad("lengthSizeMinusOne is 2 (3-byte lengths are not allowed)"));
+        return Err(bad(
+            "lengthSizeMinusOne is 2 (3-byte lengths are not allowed)",
+        ));
     }
     let num_sps = usize::from(record[5] & 0x1f);
     let mut pos = 6;
@@ -38,7 +47,11 @@ pub fn parse_avcc(record: &[u8]) -> Result<AvcRecordInfo, FlvError> {
             first_sps = Some(nal);
         }
     }
-    let num_pps = *record.get(pos).ok_or(FlvError::Truncated { what: "avcC PPS count", need: pos + 1, have: record.len() })?;
+    let num_pps = *record.get(pos).ok_or(FlvError::Truncated {
+        what: "avcC PPS count",
+        need: pos + 1,
+        have: record.len(),
+    })?;
     pos += 1;
     for _ in 0..num_pps {
         read_u16_prefixed(record, &mut pos)?;
@@ -46,18 +59,26 @@ pub fn parse_avcc(record: &[u8]) -> Result<AvcRecordInfo, FlvError> {
     // Trailing bytes (the High-profile chroma/bit-depth extension) are allowed.
     let sps = first_sps.ok_or_else(|| bad("no sequence parameter set"))?;
     let (width, height) = sps_picture_size(sps)?;
-    Ok(AvcRecordInfo { nalu_length_size, width, height })
+    Ok(AvcRecordInfo {
+        nalu_length_size,
+        width,
+        height,
+    })
 }
 
 pub(crate) fn read_u16_prefixed<'a>(data: &'a [u8], pos: &mut usize) -> Result<&'a [u8], FlvError> {
-    let len_bytes = data
-        .get(*pos..*pos + 2)
-        .ok_or(FlvError::Truncated { what: "parameter set length", need: *pos + 2, have: data.len() })?;
+    let len_bytes = data.get(*pos..*pos + 2).ok_or(FlvError::Truncated {
+        what: "parameter set length",
+        need: *pos + 2,
+        have: data.len(),
+    })?;
     let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
     let start = *pos + 2;
-    let nal = data
-        .get(start..start + len)
-        .ok_or(FlvError::Truncated { what: "parameter set", need: start + len, have: data.len() })?;
+    let nal = data.get(start..start + len).ok_or(FlvError::Truncated {
+        what: "parameter set",
+        need: start + len,
+        have: data.len(),
+    })?;
     *pos = start + len;
     Ok(nal)
 }
@@ -68,17 +89,26 @@ pub fn sps_picture_size(nal: &[u8]) -> Result<(u16, u16), FlvError> {
     let mut r = BitReader::new(&rbsp, "H.264 SPS");
     let nal_type = r.bits(8)? & 0x1f;
     if nal_type != 7 {
-        return Err(FlvError::Bitstream { what: "H.264 SPS", reason: "NAL unit is not an SPS" });
+        return Err(FlvError::Bitstream {
+            what: "H.264 SPS",
+            reason: "NAL unit is not an SPS",
+        });
     }
     let profile_idc = r.bits(8)?;
     r.skip(16)?; // constraint flags, level_idc
     r.ue()?; // seq_parameter_set_id
     let mut chroma_format_idc = 1;
     let mut separate_colour_plane = false;
-    if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
         chroma_format_idc = r.ue()?;
         if chroma_format_idc > 3 {
-            return Err(FlvError::Bitstream { what: "H.264 SPS", reason: "chroma_format_idc > 3" });
+            return Err(FlvError::Bitstream {
+                what: "H.264 SPS",
+                reason: "chroma_format_idc > 3",
+            });
         }
         if chroma_format_idc == 3 {
             separate_colour_plane = r.bit()?;
@@ -117,14 +147,22 @@ pub fn sps_picture_size(nal: &[u8]) -> Result<(u16, u16), FlvError> {
             r.se()?; // offset_for_top_to_bottom_field
             let cycle = r.ue()?;
             if cycle > 255 {
-                return Err(FlvError::Bitstream { what: "H.264 SPS", reason: "num_ref_frames_in_pic_order_cnt_cycle > 255" });
+                return Err(FlvError::Bitstream {
+                    what: "H.264 SPS",
+                    reason: "num_ref_frames_in_pic_order_cnt_cycle > 255",
+                });
             }
             for _ in 0..cycle {
                 r.se()?;
             }
         }
         2 => {}
-        _ => return Err(FlvError::Bitstream { what: "H.264 SPS", reason: "pic_order_cnt_type > 2" }),
+        _ => {
+            return Err(FlvError::Bitstream {
+                what: "H.264 SPS",
+                reason: "pic_order_cnt_type > 2",
+            })
+        }
     }
     r.ue()?; // max_num_ref_frames
     r.skip(1)?; // gaps_in_frame_num_value_allowed_flag
@@ -154,10 +192,16 @@ pub fn sps_picture_size(nal: &[u8]) -> Result<(u16, u16), FlvError> {
     };
     let field_factor = if frame_mbs_only { 1 } else { 2 };
     let width = (width_mbs * 16).checked_sub(sub_w * (crop_l + crop_r));
-    let height = (height_map_units * 16 * field_factor).checked_sub(sub_h * field_factor * (crop_t + crop_b));
+    let height = (height_map_units * 16 * field_factor)
+        .checked_sub(sub_h * field_factor * (crop_t + crop_b));
     match (width, height) {
-        (Some(w), Some(h)) if w <= u64::from(u16::MAX) && h <= u64::from(u16::MAX) => Ok((w as u16, h as u16)),
-        _ => Err(FlvError::Bitstream { what: "H.264 SPS", reason: "picture size out of range" }),
+        (Some(w), Some(h)) if w <= u64::from(u16::MAX) && h <= u64::from(u16::MAX) => {
+            Ok((w as u16, h as u16))
+        }
+        _ => Err(FlvError::Bitstream {
+            what: "H.264 SPS",
+            reason: "picture size out of range",
+        }),
     }
 }
 
@@ -178,7 +222,14 @@ pub(crate) mod tests {
     #[test]
     fn size_from_x264_sps_with_cropping() {
         let info = parse_avcc(&x264_640x360_avcc()).unwrap();
-        assert_eq!(info, AvcRecordInfo { nalu_length_size: 4, width: 640, height: 360 });
+        assert_eq!(
+            info,
+            AvcRecordInfo {
+                nalu_length_size: 4,
+                width: 640,
+                height: 360
+            }
+        );
     }
 
     #[test]

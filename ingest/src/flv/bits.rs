@@ -18,11 +18,17 @@ impl<'a> BitReader<'a> {
     }
 
     fn err(&self, reason: &'static str) -> FlvError {
-        FlvError::Bitstream { what: self.what, reason }
+        FlvError::Bitstream {
+            what: self.what,
+            reason,
+        }
     }
 
     pub(crate) fn bit(&mut self) -> Result<bool, FlvError> {
-        let byte = self.data.get(self.pos / 8).ok_or_else(|| self.err("ends early"))?;
+        let byte = self
+            .data
+            .get(self.pos / 8)
+            .ok_or_else(|| self.err("ends early"))?;
         let b = (byte >> (7 - (self.pos % 8))) & 1;
         self.pos += 1;
         Ok(b == 1)
@@ -39,7 +45,10 @@ impl<'a> BitReader<'a> {
     }
 
     pub(crate) fn skip(&mut self, n: usize) -> Result<(), FlvError> {
-        let end = self.pos.checked_add(n).ok_or_else(|| self.err("ends early"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| self.err("ends early"))?;
         if end > self.data.len() * 8 {
             return Err(self.err("ends early"));
         }
@@ -131,6 +140,9 @@ mod tests {
 
     #[test]
     fn emulation_prevention_is_removed() {
-        assert_eq!(unescape_rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]), vec![0, 0, 1, 0, 0, 0, 3]);
+        assert_eq!(
+            unescape_rbsp(&[0, 0, 3, 1, 0, 0, 3, 0, 3]),
+            vec![0, 0, 1, 0, 0, 0, 3]
+        );
     }
 }

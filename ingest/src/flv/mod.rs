@@ -32,7 +32,11 @@ use vela_media::{AudioCodec, CodecConfig, VideoCodec};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlvError {
     #[error("{what} truncated: needs {need} bytes, has {have}")]
-    Truncated { what: &'static str, need: usize, have: usize },
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
     #[error("unsupported video codec id {0}")]
     UnsupportedVideoCodec(u8),
     #[error("unsupported FourCC {0:?}")]
@@ -42,11 +46,21 @@ pub enum FlvError {
     #[error("unsupported {what} packet type {value}")]
     UnsupportedPacketType { what: &'static str, value: u8 },
     #[error("malformed {what}: {reason}")]
-    BadRecord { what: &'static str, reason: &'static str },
+    BadRecord {
+        what: &'static str,
+        reason: &'static str,
+    },
     #[error("malformed {what}: {reason}")]
-    Bitstream { what: &'static str, reason: &'static str },
+    Bitstream {
+        what: &'static str,
+        reason: &'static str,
+    },
     #[error("NAL unit length {length} at offset {offset} overruns the {size}-byte frame")]
-    BadNalLength { offset: usize, length: usize, size: usize },
+    BadNalLength {
+        offset: usize,
+        length: usize,
+        size: usize,
+    },
     #[error("empty tag body")]
     Empty,
 }
@@ -143,7 +157,11 @@ const FRAME_TYPE_COMMAND: u8 = 5;
 
 fn need(body: &[u8], n: usize, what: &'static str) -> Result<(), FlvError> {
     if body.len() < n {
-        Err(FlvError::Truncated { what, need: n, have: body.len() })
+        Err(FlvError::Truncated {
+            what,
+            need: n,
+            have: body.len(),
+        })
     } else {
         Ok(())
     }
@@ -155,7 +173,9 @@ fn si24(b: &[u8]) -> i32 {
 }
 
 fn fourcc_string(f: [u8; 4]) -> String {
-    f.iter().map(|&c| if c.is_ascii_graphic() { c as char } else { '?' }).collect()
+    f.iter()
+        .map(|&c| if c.is_ascii_graphic() { c as char } else { '?' })
+        .collect()
 }
 
 fn video_config(codec: VideoCodec, record: Bytes) -> Result<VideoConfig, FlvError> {
@@ -173,14 +193,25 @@ fn video_config(codec: VideoCodec, record: Bytes) -> Result<VideoConfig, FlvErro
             (w, h, 0)
         }
     };
-    Ok(VideoConfig { codec, record, width, height, nalu_length_size })
+    Ok(VideoConfig {
+        codec,
+        record,
+        width,
+        height,
+        nalu_length_size,
+    })
 }
 
 fn coded_frame(codec: VideoCodec, keyframe: bool, cts_ms: i32, data: Bytes) -> VideoTag {
     if data.is_empty() {
         return VideoTag::Ignored("empty coded frame");
     }
-    VideoTag::Frame(VideoFrame { codec, keyframe, cts_ms, data })
+    VideoTag::Frame(VideoFrame {
+        codec,
+        keyframe,
+        cts_ms,
+        data,
+    })
 }
 
 /// Skips ModEx prefixes (enhanced RTMP v2) and returns the real packet type and the offset after them.
@@ -221,10 +252,21 @@ pub fn parse_video_tag(body: &Bytes) -> Result<VideoTag, FlvError> {
     need(body, 5, "AVC video tag header")?;
     let cts_ms = si24(&body[2..5]);
     match body[1] {
-        0 => Ok(VideoTag::SequenceStart(video_config(codec, body.slice(5..))?)),
-        1 => Ok(coded_frame(codec, frame_type == FRAME_TYPE_KEY, cts_ms, body.slice(5..))),
+        0 => Ok(VideoTag::SequenceStart(video_config(
+            codec,
+            body.slice(5..),
+        )?)),
+        1 => Ok(coded_frame(
+            codec,
+            frame_type == FRAME_TYPE_KEY,
+            cts_ms,
+            body.slice(5..),
+        )),
         2 => Ok(VideoTag::SequenceEnd(codec)),
-        other => Err(FlvError::UnsupportedPacketType { what: "AVC", value: other }),
+        other => Err(FlvError::UnsupportedPacketType {
+            what: "AVC",
+            value: other,
+        }),
     }
 }
 
@@ -235,7 +277,10 @@ fn parse_enhanced_video(body: &Bytes) -> Result<VideoTag, FlvError> {
         return Ok(VideoTag::Ignored("enhanced video command frame"));
     }
     if packet_type == PT_VIDEO_MULTITRACK {
-        return Err(FlvError::UnsupportedPacketType { what: "enhanced video (multitrack)", value: packet_type });
+        return Err(FlvError::UnsupportedPacketType {
+            what: "enhanced video (multitrack)",
+            value: packet_type,
+        });
     }
     need(body, pos + 4, "enhanced video FourCC")?;
     let fourcc = [body[pos], body[pos + 1], body[pos + 2], body[pos + 3]];
@@ -248,17 +293,25 @@ fn parse_enhanced_video(body: &Bytes) -> Result<VideoTag, FlvError> {
     };
     let keyframe = frame_type == FRAME_TYPE_KEY;
     match packet_type {
-        PT_SEQUENCE_START => Ok(VideoTag::SequenceStart(video_config(codec, body.slice(pos..))?)),
+        PT_SEQUENCE_START => Ok(VideoTag::SequenceStart(video_config(
+            codec,
+            body.slice(pos..),
+        )?)),
         PT_CODED_FRAMES if codec != VideoCodec::Av1 => {
             need(body, pos + 3, "enhanced video composition time")?;
             let cts_ms = si24(&body[pos..pos + 3]);
             Ok(coded_frame(codec, keyframe, cts_ms, body.slice(pos + 3..)))
         }
         // AV1 CodedFrames carry no composition time; CodedFramesX never do.
-        PT_CODED_FRAMES | PT_CODED_FRAMES_X => Ok(coded_frame(codec, keyframe, 0, body.slice(pos..))),
+        PT_CODED_FRAMES | PT_CODED_FRAMES_X => {
+            Ok(coded_frame(codec, keyframe, 0, body.slice(pos..)))
+        }
         PT_SEQUENCE_END => Ok(VideoTag::SequenceEnd(codec)),
         PT_METADATA => Ok(VideoTag::Ignored("enhanced video metadata")),
-        other => Err(FlvError::UnsupportedPacketType { what: "enhanced video", value: other }),
+        other => Err(FlvError::UnsupportedPacketType {
+            what: "enhanced video",
+            value: other,
+        }),
     }
 }
 
@@ -282,10 +335,16 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, FlvError> {
             need(body, 2, "AAC audio tag header")?;
             let stereo = if first & 0x01 != 0 { 2 } else { 1 };
             match body[1] {
-                0 => Ok(AudioTag::SequenceStart(audio_config(body.slice(2..), stereo)?)),
+                0 => Ok(AudioTag::SequenceStart(audio_config(
+                    body.slice(2..),
+                    stereo,
+                )?)),
                 1 if body.len() == 2 => Ok(AudioTag::Ignored("empty AAC frame")),
                 1 => Ok(AudioTag::Frame(body.slice(2..))),
-                other => Err(FlvError::UnsupportedPacketType { what: "AAC", value: other }),
+                other => Err(FlvError::UnsupportedPacketType {
+                    what: "AAC",
+                    value: other,
+                }),
             }
         }
         9 => parse_enhanced_audio(body),
@@ -296,7 +355,10 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, FlvError> {
 fn parse_enhanced_audio(body: &Bytes) -> Result<AudioTag, FlvError> {
     let (packet_type, mut pos) = skip_modex(body, body[0] & 0x0f, 1)?;
     if packet_type == PT_AUDIO_MULTITRACK {
-        return Err(FlvError::UnsupportedPacketType { what: "enhanced audio (multitrack)", value: packet_type });
+        return Err(FlvError::UnsupportedPacketType {
+            what: "enhanced audio (multitrack)",
+            value: packet_type,
+        });
     }
     need(body, pos + 4, "enhanced audio FourCC")?;
     let fourcc = [body[pos], body[pos + 1], body[pos + 2], body[pos + 3]];
@@ -310,7 +372,10 @@ fn parse_enhanced_audio(body: &Bytes) -> Result<AudioTag, FlvError> {
         PT_CODED_FRAMES => Ok(AudioTag::Frame(body.slice(pos..))),
         PT_SEQUENCE_END => Ok(AudioTag::SequenceEnd),
         PT_AUDIO_MULTICHANNEL_CONFIG => Ok(AudioTag::Ignored("enhanced audio multichannel config")),
-        other => Err(FlvError::UnsupportedPacketType { what: "enhanced audio", value: other }),
+        other => Err(FlvError::UnsupportedPacketType {
+            what: "enhanced audio",
+            value: other,
+        }),
     }
 }
 
@@ -323,7 +388,10 @@ fn parse_enhanced_audio(body: &Bytes) -> Result<AudioTag, FlvError> {
 pub fn normalize_nal_lengths(data: &Bytes, length_size: u8) -> Result<Bytes, FlvError> {
     let size = usize::from(length_size);
     if !matches!(size, 1 | 2 | 4) {
-        return Err(FlvError::BadRecord { what: "NAL length size", reason: "must be 1, 2 or 4" });
+        return Err(FlvError::BadRecord {
+            what: "NAL length size",
+            reason: "must be 1, 2 or 4",
+        });
     }
     match walk_nals(data, size) {
         Ok(count) if size == 4 => {
@@ -356,11 +424,19 @@ fn walk_nals(data: &[u8], size: usize) -> Result<usize, FlvError> {
     let mut count = 0;
     while pos < data.len() {
         if pos + size > data.len() {
-            return Err(FlvError::BadNalLength { offset: pos, length: size, size: data.len() });
+            return Err(FlvError::BadNalLength {
+                offset: pos,
+                length: size,
+                size: data.len(),
+            });
         }
         let len = read_len(&data[pos..pos + size]);
         if len > data.len() - pos - size {
-            return Err(FlvError::BadNalLength { offset: pos, length: len, size: data.len() });
+            return Err(FlvError::BadNalLength {
+                offset: pos,
+                length: len,
+                size: data.len(),
+            });
         }
         pos += size + len;
         count += 1;
@@ -464,14 +540,23 @@ pub(crate) mod tests {
             }
         }
         let v = video_config.unwrap();
-        assert_eq!((v.codec, v.width, v.height, v.nalu_length_size), (VideoCodec::H264, 640, 360, 4));
-        assert!(v.to_codec_config(None).codec_string().starts_with("avc1.64"));
+        assert_eq!(
+            (v.codec, v.width, v.height, v.nalu_length_size),
+            (VideoCodec::H264, 640, 360, 4)
+        );
+        assert!(v
+            .to_codec_config(None)
+            .codec_string()
+            .starts_with("avc1.64"));
         let a = audio_config.unwrap();
         assert_eq!((a.sample_rate, a.channels, a.object_type), (44100, 1, 2));
         assert_eq!(a.to_codec_config().codec_string(), "mp4a.40.2");
         assert_eq!(frames, 30);
         assert!(keyframes >= 1);
-        assert!(with_cts > 0, "x264 uses B-frames, so some composition offsets are non-zero");
+        assert!(
+            with_cts > 0,
+            "x264 uses B-frames, so some composition offsets are non-zero"
+        );
         assert!(audio_frames >= 40, "{audio_frames} audio frames");
     }
 
@@ -510,7 +595,10 @@ pub(crate) mod tests {
     fn annex_b_frames_are_converted() {
         let data = Bytes::from_static(&[0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x65, 0x88, 0x84]);
         let out = normalize_nal_lengths(&data, 4).unwrap();
-        assert_eq!(&out[..], &[0, 0, 0, 2, 0x09, 0xf0, 0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        assert_eq!(
+            &out[..],
+            &[0, 0, 0, 2, 0x09, 0xf0, 0, 0, 0, 3, 0x65, 0x88, 0x84]
+        );
     }
 
     fn enhanced(frame_type: u8, packet_type: u8, fourcc: &[u8; 4], rest: &[u8]) -> Bytes {
@@ -523,39 +611,75 @@ pub(crate) mod tests {
     #[test]
     fn enhanced_hevc_sequence_start_and_frames() {
         let tag = enhanced(1, PT_SEQUENCE_START, b"hvc1", hevc::tests::X265_426X240);
-        let VideoTag::SequenceStart(c) = parse_video_tag(&tag).unwrap() else { panic!() };
+        let VideoTag::SequenceStart(c) = parse_video_tag(&tag).unwrap() else {
+            panic!()
+        };
         assert_eq!((c.codec, c.width, c.height), (VideoCodec::H265, 426, 240));
-        assert!(c.to_codec_config(Some(30.0)).codec_string().starts_with("hvc1.1.6.L"));
+        assert!(c
+            .to_codec_config(Some(30.0))
+            .codec_string()
+            .starts_with("hvc1.1.6.L"));
 
-        let tag = enhanced(1, PT_CODED_FRAMES, b"hvc1", &[0, 0, 40, 0, 0, 0, 2, 0x26, 0x01]);
-        let VideoTag::Frame(f) = parse_video_tag(&tag).unwrap() else { panic!() };
+        let tag = enhanced(
+            1,
+            PT_CODED_FRAMES,
+            b"hvc1",
+            &[0, 0, 40, 0, 0, 0, 2, 0x26, 0x01],
+        );
+        let VideoTag::Frame(f) = parse_video_tag(&tag).unwrap() else {
+            panic!()
+        };
         assert_eq!((f.keyframe, f.cts_ms, f.data.len()), (true, 40, 6));
 
         let tag = enhanced(2, PT_CODED_FRAMES_X, b"hvc1", &[0, 0, 0, 2, 0x02, 0x01]);
-        let VideoTag::Frame(f) = parse_video_tag(&tag).unwrap() else { panic!() };
+        let VideoTag::Frame(f) = parse_video_tag(&tag).unwrap() else {
+            panic!()
+        };
         assert_eq!((f.keyframe, f.cts_ms, f.data.len()), (false, 0, 6));
 
-        assert_eq!(parse_video_tag(&enhanced(1, PT_SEQUENCE_END, b"hvc1", &[])).unwrap(), VideoTag::SequenceEnd(VideoCodec::H265));
-        assert!(matches!(parse_video_tag(&enhanced(1, PT_METADATA, b"hvc1", &[2, 0, 0])).unwrap(), VideoTag::Ignored(_)));
+        assert_eq!(
+            parse_video_tag(&enhanced(1, PT_SEQUENCE_END, b"hvc1", &[])).unwrap(),
+            VideoTag::SequenceEnd(VideoCodec::H265)
+        );
+        assert!(matches!(
+            parse_video_tag(&enhanced(1, PT_METADATA, b"hvc1", &[2, 0, 0])).unwrap(),
+            VideoTag::Ignored(_)
+        ));
     }
 
     #[test]
     fn enhanced_av1_has_no_composition_time() {
         let tag = enhanced(1, PT_SEQUENCE_START, b"av01", av1::tests::LIBAOM_320X240);
-        let VideoTag::SequenceStart(c) = parse_video_tag(&tag).unwrap() else { panic!() };
-        assert_eq!((c.codec, c.width, c.height, c.nalu_length_size), (VideoCodec::Av1, 320, 240, 0));
+        let VideoTag::SequenceStart(c) = parse_video_tag(&tag).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.codec, c.width, c.height, c.nalu_length_size),
+            (VideoCodec::Av1, 320, 240, 0)
+        );
         let tag = enhanced(1, PT_CODED_FRAMES, b"av01", &[0x12, 0x00, 0x0a, 0x0b]);
-        let VideoTag::Frame(f) = parse_video_tag(&tag).unwrap() else { panic!() };
+        let VideoTag::Frame(f) = parse_video_tag(&tag).unwrap() else {
+            panic!()
+        };
         assert_eq!((f.cts_ms, &f.data[..]), (0, &[0x12, 0x00, 0x0a, 0x0b][..]));
     }
 
     #[test]
     fn enhanced_modex_prefix_is_skipped() {
         // ModEx: size-1 = 2 (3 bytes of data), then modExType 0 / packet type CodedFramesX.
-        let mut v = vec![0x80 | (1 << 4) | PT_MODEX, 2, 0xaa, 0xbb, 0xcc, PT_CODED_FRAMES_X];
+        let mut v = vec![
+            0x80 | (1 << 4) | PT_MODEX,
+            2,
+            0xaa,
+            0xbb,
+            0xcc,
+            PT_CODED_FRAMES_X,
+        ];
         v.extend_from_slice(b"avc1");
         v.extend_from_slice(&[0, 0, 0, 1, 0x65]);
-        let VideoTag::Frame(f) = parse_video_tag(&Bytes::from(v)).unwrap() else { panic!() };
+        let VideoTag::Frame(f) = parse_video_tag(&Bytes::from(v)).unwrap() else {
+            panic!()
+        };
         assert!(f.keyframe);
         assert_eq!(f.codec, VideoCodec::H264);
     }
@@ -565,26 +689,52 @@ pub(crate) mod tests {
         let mut v = vec![0x90 | PT_SEQUENCE_START];
         v.extend_from_slice(b"mp4a");
         v.extend_from_slice(&[0x11, 0x90]); // AAC-LC 48 kHz stereo
-        let AudioTag::SequenceStart(c) = parse_audio_tag(&Bytes::from(v)).unwrap() else { panic!() };
+        let AudioTag::SequenceStart(c) = parse_audio_tag(&Bytes::from(v)).unwrap() else {
+            panic!()
+        };
         assert_eq!((c.sample_rate, c.channels), (48000, 2));
         let mut v = vec![0x90 | PT_CODED_FRAMES];
         v.extend_from_slice(b"mp4a");
         v.extend_from_slice(&[0x21, 0x10]);
-        assert_eq!(parse_audio_tag(&Bytes::from(v)).unwrap(), AudioTag::Frame(Bytes::from_static(&[0x21, 0x10])));
+        assert_eq!(
+            parse_audio_tag(&Bytes::from(v)).unwrap(),
+            AudioTag::Frame(Bytes::from_static(&[0x21, 0x10]))
+        );
         let mut v = vec![0x90 | PT_CODED_FRAMES];
         v.extend_from_slice(b"Opus");
-        assert_eq!(parse_audio_tag(&Bytes::from(v)), Err(FlvError::UnsupportedFourCc("Opus".into())));
+        assert_eq!(
+            parse_audio_tag(&Bytes::from(v)),
+            Err(FlvError::UnsupportedFourCc("Opus".into()))
+        );
     }
 
     #[test]
     fn unsupported_and_truncated_inputs_are_typed_errors() {
         assert_eq!(parse_video_tag(&Bytes::new()), Err(FlvError::Empty));
-        assert_eq!(parse_video_tag(&Bytes::from_static(&[0x12, 0])), Err(FlvError::UnsupportedVideoCodec(2)));
-        assert!(matches!(parse_video_tag(&Bytes::from_static(&[0x17, 0, 0])), Err(FlvError::Truncated { .. })));
-        assert!(matches!(parse_video_tag(&Bytes::from_static(&[0x17, 0, 0, 0, 0, 1])), Err(FlvError::Truncated { .. })));
-        assert!(matches!(parse_video_tag(&enhanced(1, 0, b"vp09", &[])), Err(FlvError::UnsupportedFourCc(_))));
-        assert!(matches!(parse_video_tag(&Bytes::from_static(&[0x90, b'h'])), Err(FlvError::Truncated { .. })));
-        assert_eq!(parse_audio_tag(&Bytes::from_static(&[0x2f, 0xff])), Err(FlvError::UnsupportedSoundFormat(2)));
+        assert_eq!(
+            parse_video_tag(&Bytes::from_static(&[0x12, 0])),
+            Err(FlvError::UnsupportedVideoCodec(2))
+        );
+        assert!(matches!(
+            parse_video_tag(&Bytes::from_static(&[0x17, 0, 0])),
+            Err(FlvError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_video_tag(&Bytes::from_static(&[0x17, 0, 0, 0, 0, 1])),
+            Err(FlvError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse_video_tag(&enhanced(1, 0, b"vp09", &[])),
+            Err(FlvError::UnsupportedFourCc(_))
+        ));
+        assert!(matches!(
+            parse_video_tag(&Bytes::from_static(&[0x90, b'h'])),
+            Err(FlvError::Truncated { .. })
+        ));
+        assert_eq!(
+            parse_audio_tag(&Bytes::from_static(&[0x2f, 0xff])),
+            Err(FlvError::UnsupportedSoundFormat(2))
+        );
         assert!(parse_audio_tag(&Bytes::from_static(&[0xaf])).is_err());
         assert!(parse_audio_tag(&Bytes::from_static(&[0xaf, 0, 0x12])).is_err());
         // A ModEx chain that runs off the end.

@@ -1,0 +1,318 @@
+//! The tokio driver: accepts TCP (or TLS) connections and runs one
+//! [`RtmpSession`] per connection, acting on its events.
+//!
+//! The driver owns all I/O and time: it reads, feeds the session with the
+//! current time, writes what the session queues, and sleeps until the
+//! session's next timer or the connection's deadline. Deadlines: the RTMP
+//! handshake must complete within [`IngestLimits::handshake_timeout`] of
+//! accepting; afterwards a connection that sends nothing for
+//! [`IngestLimits::idle_timeout`] is closed, and so is one whose peer stops
+//! reading for as long. A semaphore caps concurrent connections; beyond the cap
+//! new connections are closed at once, so idle sockets cost a file descriptor
+//! and a small buffer each until their deadline and never more than the cap.
+//!
+//! Publishing: on a publish request the [`PublishAuthorizer`] names the
+//! stream, [`StreamHub::publish`] claims it (a second publisher on a live name
+//! is refused like an unauthorised one: `NetStream.Publish.BadName`, then
+//! close), media events go to the [`Publisher`], a clean unpublish calls
+//! [`Publisher::finish`], and a lost connection just drops the publisher so
+//! the hub keeps the stream for a reconnect.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::{timeout, Instant};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+use vela_media::hub::{PublishError, Publisher, StreamHub};
+
+use crate::metrics;
+use crate::session::{RtmpSession, SessionConfig, SessionError, SessionEvent};
+use crate::PublishAuthorizer;
+
+/// Connection and protocol limits of the RTMP listener.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    /// Concurrent connections; more are closed on accept.
+    pub max_connections: usize,
+    /// From accept (including the TLS handshake) to a completed RTMP handshake.
+    pub handshake_timeout: Duration,
+    /// Longest silence from the peer (or longest blocked write) after the handshake.
+    pub idle_timeout: Duration,
+    /// Longest wait for the authoriser.
+    pub authorize_timeout: Duration,
+    /// Bytes read from the socket at a time.
+    pub read_buffer: usize,
+    pub session: SessionConfig,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_connections: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            authorize_timeout: Duration::from_secs(10),
+            read_buffer: 64 * 1024,
+            session: SessionConfig::default(),
+        }
+    }
+}
+
+/// What every RTMP connection shares.
+pub struct IngestContext {
+    pub hub: StreamHub,
+    pub authorizer: Arc<dyn PublishAuthorizer>,
+    pub limits: IngestLimits,
+    connections: Arc<Semaphore>,
+}
+
+impl IngestContext {
+    pub fn new(
+        hub: StreamHub,
+        authorizer: Arc<dyn PublishAuthorizer>,
+        limits: IngestLimits,
+    ) -> Self {
+        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        IngestContext {
+            hub,
+            authorizer,
+            limits,
+            connections,
+        }
+    }
+}
+
+/// Accepts RTMP connections (RTMPS when `tls` is given) until the listener
+/// fails; each connection runs in its own task. Drop the future to stop accepting.
+pub async fn serve_rtmp(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    ctx: Arc<IngestContext>,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(TlsAcceptor::from);
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
+            debug!(%peer, limit = ctx.limits.max_connections, "connection refused: at the connection limit");
+            drop(socket);
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let ctx = ctx.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            metrics::RTMP_CONNECTIONS.inc();
+            let deadline = Instant::now() + ctx.limits.handshake_timeout;
+            match acceptor {
+                None => run_connection(socket, peer, deadline, &ctx).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
+                        Ok(Ok(tls)) => run_connection(tls, peer, deadline, &ctx).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+            metrics::RTMP_CONNECTIONS.dec();
+        });
+    }
+}
+
+/// The publish a connection currently holds.
+struct Held {
+    name: String,
+    publisher: Publisher,
+}
+
+struct Connection<'a> {
+    ctx: &'a IngestContext,
+    peer: SocketAddr,
+    held: Option<Held>,
+}
+
+impl Drop for Connection<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.held.take() {
+            // Not finished: the hub keeps the stream for a reconnect.
+            info!(peer = %self.peer, stream = %h.name, "publisher connection lost");
+            metrics::PUBLISHERS.dec();
+            self.ctx.authorizer.publish_stopped(&h.name);
+            drop(h.publisher);
+        }
+    }
+}
+
+enum Ended {
+    Eof,
+    Failed(SessionError),
+    Timeout(&'static str),
+    Io(std::io::Error),
+}
+
+async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    peer: SocketAddr,
+    handshake_deadline: Instant,
+    ctx: &IngestContext,
+) {
+    let mut conn = Connection {
+        ctx,
+        peer,
+        held: None,
+    };
+    let mut session = RtmpSession::new(ctx.limits.session.clone());
+    let ended = drive(&mut io, &mut session, &mut conn, handshake_deadline).await;
+    let key = session.stream_key().to_string();
+    match ended {
+        Ended::Eof => debug!(%peer, stream = %key, "connection closed by peer"),
+        Ended::Io(e) => debug!(%peer, stream = %key, error = %e, "connection error"),
+        Ended::Timeout(what) => {
+            metrics::SESSIONS_FAILED.inc();
+            info!(%peer, stream = %key, "{what} timed out; closing");
+        }
+        Ended::Failed(e) => {
+            metrics::SESSIONS_FAILED.inc();
+            match &e {
+                SessionError::PublishRefused { .. }
+                | SessionError::AppRefused { .. }
+                | SessionError::PlaybackRefused { .. } => {
+                    info!(%peer, error = %e, "session refused")
+                }
+                _ => warn!(%peer, kind = e.kind(), error = %e, "session failed"),
+            }
+        }
+    }
+    // Best effort: let the peer read a refusal before the close.
+    let _ = timeout(Duration::from_secs(1), io.shutdown()).await;
+}
+
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    session: &mut RtmpSession,
+    conn: &mut Connection<'_>,
+    handshake_deadline: Instant,
+) -> Ended {
+    let limits = &conn.ctx.limits;
+    let mut buf = vec![0u8; limits.read_buffer.max(1024)];
+    let mut last_input = Instant::now();
+    loop {
+        // Act on everything the session has queued.
+        while let Some(event) = session.poll_event() {
+            match event {
+                SessionEvent::Transmit(bytes) => {
+                    match timeout(limits.idle_timeout, io.write_all(&bytes)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Ended::Io(e),
+                        Err(_) => return Ended::Timeout("write"),
+                    }
+                }
+                SessionEvent::PublishRequested { app, stream_key } => {
+                    authorize(session, conn, &app, &stream_key).await;
+                }
+                SessionEvent::Media(ev) => {
+                    if let Some(h) = &conn.held {
+                        h.publisher.send(ev);
+                    }
+                }
+                SessionEvent::PublishFinished => {
+                    if let Some(h) = conn.held.take() {
+                        info!(peer = %conn.peer, stream = %h.name, "publish finished");
+                        metrics::PUBLISHERS.dec();
+                        h.publisher.finish();
+                        conn.ctx.authorizer.publish_stopped(&h.name);
+                    }
+                }
+                SessionEvent::Failed(e) => {
+                    let _ = timeout(Duration::from_secs(1), io.flush()).await;
+                    return Ended::Failed(e);
+                }
+            }
+        }
+        if let Err(e) = io.flush().await {
+            return Ended::Io(e);
+        }
+        let (deadline, what) = if session.is_handshaking() {
+            (handshake_deadline, "RTMP handshake")
+        } else {
+            (last_input + limits.idle_timeout, "idle connection")
+        };
+        let timer = session.poll_timeout().map(Instant::from_std);
+        let wake = timer.map_or(deadline, |t| t.min(deadline));
+        tokio::select! {
+            read = io.read(&mut buf) => match read {
+                Ok(0) => return Ended::Eof,
+                Ok(n) => {
+                    last_input = Instant::now();
+                    metrics::INGEST_BYTES.inc_by(n as u64);
+                    session.handle_input(last_input.into_std(), &buf[..n]);
+                }
+                Err(e) => return Ended::Io(e),
+            },
+            _ = tokio::time::sleep_until(wake) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ended::Timeout(what);
+                }
+                session.handle_timeout(now.into_std());
+            }
+        }
+    }
+}
+
+async fn authorize(
+    session: &mut RtmpSession,
+    conn: &mut Connection<'_>,
+    app: &str,
+    stream_key: &str,
+) {
+    let ctx = conn.ctx;
+    let decision = match timeout(
+        ctx.limits.authorize_timeout,
+        ctx.authorizer.authorize(app, stream_key),
+    )
+    .await
+    {
+        Ok(Ok(name)) => match ctx.hub.publish(&name) {
+            Ok(publisher) => Ok((name, publisher)),
+            Err(PublishError::AlreadyPublishing(name)) => Err(crate::Refusal::new(
+                "already_publishing",
+                format!("stream {name:?} already has a publisher"),
+            )),
+        },
+        Ok(Err(refusal)) => Err(refusal),
+        Err(_) => Err(crate::Refusal::new(
+            "authorizer_timeout",
+            "the publish could not be authorised in time",
+        )),
+    };
+    match decision {
+        Ok((name, publisher)) => {
+            info!(peer = %conn.peer, app, stream = %name, "publish started");
+            metrics::PUBLISHERS.inc();
+            ctx.authorizer.publish_started(&name);
+            session.accept_publish(&name);
+            conn.held = Some(Held { name, publisher });
+        }
+        Err(refusal) => {
+            metrics::PUBLISH_REFUSED
+                .with_label_values(&[refusal.reason])
+                .inc();
+            warn!(peer = %conn.peer, app, key = %crate::session::redact(stream_key), reason = refusal.reason, "publish refused: {}", refusal.message);
+            session.reject_publish(&refusal.message);
+        }
+    }
+}
