@@ -6,6 +6,8 @@
 //! | `/live/S/manifest.mpd` | DASH MPD |
 //! | `/live/S/R/index.m3u8` | LL-HLS media playlist (`_HLS_msn`, `_HLS_part`, `_HLS_skip`) |
 //! | `/live/S/R/init-V.mp4`, `seg-N.m4s`, `part-N.P.m4s` | CMAF init segment, segment, part |
+//! | `/live/S/Manifest` | Smooth Streaming client manifest |
+//! | `/live/S/QualityLevels(B)/Fragments(video=T)` | Smooth fragment (re-boxed segment) |
 //! | `/healthz`, `/metrics`, `/time` | health, Prometheus, clock for DASH players |
 //!
 //! Caching: manifests are fresh for a second (`max-age=1`); media files never
@@ -25,7 +27,7 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use vela_media::MediaKind;
-use vela_packager::{dash, hls, time_fmt, LivePackager};
+use vela_packager::{dash, hls, smooth, time_fmt, LivePackager};
 
 use crate::live::{LiveRegistry, LiveStream};
 use crate::metrics;
@@ -92,6 +94,7 @@ pub fn router(state: OriginState) -> Router {
         .route("/time", get(time_now))
         .route("/live/{stream}/master.m3u8", get(master_playlist))
         .route("/live/{stream}/manifest.mpd", get(manifest_mpd))
+        .route("/live/{stream}/Manifest", get(smooth_manifest))
         .route("/live/{stream}/{rendition}/index.m3u8", get(media_playlist))
         .route("/live/{stream}/{rendition}/{file}", get(media_file))
         .with_state(state)
@@ -283,6 +286,45 @@ async fn manifest_mpd(
     ))
 }
 
+async fn smooth_manifest(
+    State(state): State<OriginState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> OriginResult {
+    let s = stream(&state, &name)?;
+    wait_for_media(&state, &s).await?;
+    // The manifest lists fragments once LookAheadFragmentCount more exist.
+    let ready = |p: &LivePackager| p.is_ended() || smooth::client_manifest(p).is_some();
+    if !s.wait_until(state.first_media_wait * 2, ready).await {
+        return Err(OriginError::NotYet);
+    }
+    let p = s.read();
+    let body = smooth::client_manifest(&p).ok_or(OriginError::NotYet)?;
+    Ok(manifest_response(
+        &headers,
+        "text/xml; charset=utf-8",
+        body,
+        p.is_ended(),
+    ))
+}
+
+/// A Smooth fragment: `QualityLevels(B)/Fragments(video=T)`.
+fn smooth_fragment(s: &LiveStream, file: &str, headers: &HeaderMap) -> OriginResult {
+    let (kind, t) = smooth::parse_fragment_name(file).ok_or(OriginError::NotFound)?;
+    let etag = format!("\"{:x}-mss-{}-{t}\"", s.instance, kind.as_str());
+    if not_modified(headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, media_headers(kind, &etag, None)).into_response());
+    }
+    let data = smooth::fragment(&s.read(), kind, t).map_err(|e| match e {
+        smooth::SmoothError::NotFound => OriginError::NotFound,
+        smooth::SmoothError::Corrupt(err) => {
+            tracing::error!(stream = s.name, error = %err, "stored segment could not be re-boxed for Smooth");
+            OriginError::NotFound
+        }
+    })?;
+    Ok(send_bytes(kind, &etag, data))
+}
+
 /// A Host header fit to be written into a URL.
 fn is_plain_host(h: &str) -> bool {
     !h.is_empty()
@@ -424,6 +466,9 @@ async fn media_file(
     headers: HeaderMap,
 ) -> OriginResult {
     let s = stream(&state, &name)?;
+    if rid.starts_with("QualityLevels(") {
+        return smooth_fragment(&s, &file, &headers);
+    }
     let file = parse_file(&file).ok_or(OriginError::NotFound)?;
     let kind = s
         .read()
@@ -719,6 +764,24 @@ mod tests {
         assert_eq!(headers[header::CONTENT_TYPE], "video/mp4");
         assert_eq!(&init[4..8], b"ftyp");
 
+        let (status, headers, body) = get(&app, "/live/show/Manifest").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/xml"));
+        let xml = String::from_utf8(body.to_vec()).unwrap();
+        assert!(xml.contains("<c t=\"0\" d=\"20000000\"/>"), "{xml}");
+        let (status, _, frag) =
+            get(&app, "/live/show/QualityLevels(1000)/Fragments(video=0)").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&frag[4..8], b"moof");
+        assert_eq!(
+            get(&app, "/live/show/QualityLevels(1000)/Fragments(video=1)")
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
         let (status, headers, _) = get(&app, "/live/show/manifest.mpd").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers[header::CONTENT_TYPE], "application/dash+xml");

@@ -398,6 +398,160 @@ pub fn fragment(
     w.finish().freeze()
 }
 
+/// Why a fragment could not be read back.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FragmentError {
+    #[error("fragment truncated in {0}")]
+    Truncated(&'static str),
+    #[error("fragment has no {0} box")]
+    Missing(&'static str),
+    #[error("sample sizes run past the mdat")]
+    SamplesPastMdat,
+}
+
+/// A fragment read back into its samples (payloads are slices of the input).
+#[derive(Debug, Clone)]
+pub struct ReadFragment {
+    pub base_decode_time: u64,
+    pub samples: Vec<Sample>,
+}
+
+fn box_at(data: &[u8], at: usize) -> Option<(usize, [u8; 4])> {
+    let size = u32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
+    let kind: [u8; 4] = data.get(at + 4..at + 8)?.try_into().ok()?;
+    (size >= 8 && at + size <= data.len()).then_some((size, kind))
+}
+
+fn children(data: &[u8], mut at: usize, end: usize) -> Vec<(usize, usize, [u8; 4])> {
+    let mut out = Vec::new();
+    while at + 8 <= end {
+        let Some((size, kind)) = box_at(&data[..end], at) else {
+            break;
+        };
+        out.push((at, size, kind));
+        at += size;
+    }
+    out
+}
+
+/// Reads back a fragment as [`fragment`] writes it (one `traf` with `tfhd`,
+/// `tfdt` and one `trun`), for re-boxing into other forms (Smooth
+/// Streaming). Payloads are zero-copy slices of `data`.
+pub fn read_fragment(data: &Bytes) -> Result<ReadFragment, FragmentError> {
+    let top = children(data, 0, data.len());
+    let &(moof_at, moof_size, _) = top
+        .iter()
+        .find(|b| &b.2 == b"moof")
+        .ok_or(FragmentError::Missing("moof"))?;
+    let &(mdat_at, mdat_size, _) = top
+        .iter()
+        .find(|b| &b.2 == b"mdat")
+        .ok_or(FragmentError::Missing("mdat"))?;
+    let traf = children(data, moof_at + 8, moof_at + moof_size)
+        .into_iter()
+        .find(|b| &b.2 == b"traf")
+        .ok_or(FragmentError::Missing("traf"))?;
+    let kids = children(data, traf.0 + 8, traf.0 + traf.1);
+    let get = |name: &'static [u8; 4]| {
+        kids.iter()
+            .find(|b| &b.2 == name)
+            .copied()
+            .ok_or(FragmentError::Missing("traf child"))
+    };
+    let u32_at = |at: usize, what: &'static str| -> Result<u32, FragmentError> {
+        data.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes)
+            .ok_or(FragmentError::Truncated(what))
+    };
+    let tfhd = get(b"tfhd")?;
+    let tfhd_flags = u32_at(tfhd.0 + 8, "tfhd")? & 0x00ff_ffff;
+    let mut at = tfhd.0 + 16;
+    let mut default_duration = 0;
+    let mut default_flags = SYNC_SAMPLE_FLAGS;
+    if tfhd_flags & 0x1 != 0 {
+        at += 8;
+    }
+    if tfhd_flags & 0x2 != 0 {
+        at += 4;
+    }
+    if tfhd_flags & 0x8 != 0 {
+        default_duration = u32_at(at, "tfhd")?;
+        at += 4;
+    }
+    if tfhd_flags & 0x10 != 0 {
+        at += 4;
+    }
+    if tfhd_flags & 0x20 != 0 {
+        default_flags = u32_at(at, "tfhd")?;
+    }
+    let tfdt = get(b"tfdt")?;
+    let version = data
+        .get(tfdt.0 + 8)
+        .copied()
+        .ok_or(FragmentError::Truncated("tfdt"))?;
+    let base_decode_time = if version == 1 {
+        u64::from(u32_at(tfdt.0 + 12, "tfdt")?) << 32 | u64::from(u32_at(tfdt.0 + 16, "tfdt")?)
+    } else {
+        u64::from(u32_at(tfdt.0 + 12, "tfdt")?)
+    };
+    let trun = get(b"trun")?;
+    let trun_end = trun.0 + trun.1;
+    let flags = u32_at(trun.0 + 8, "trun")? & 0x00ff_ffff;
+    let count = u32_at(trun.0 + 12, "trun")? as usize;
+    let mut at = trun.0 + 16;
+    if flags & 0x1 != 0 {
+        at += 4;
+    }
+    let mut first_flags = None;
+    if flags & 0x4 != 0 {
+        first_flags = Some(u32_at(at, "trun")?);
+        at += 4;
+    }
+    let per_sample = 4 * [0x100, 0x200, 0x400, 0x800]
+        .iter()
+        .filter(|f| flags & **f != 0)
+        .count();
+    // The count is untrusted: it must fit in the box before anything is allocated for it.
+    if count.saturating_mul(per_sample) > trun_end.saturating_sub(at) {
+        return Err(FragmentError::Truncated("trun"));
+    }
+    let mut payload_at = mdat_at + 8;
+    let payload_end = mdat_at + mdat_size;
+    let mut samples = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut field = |on: bool| -> Result<Option<u32>, FragmentError> {
+            if !on {
+                return Ok(None);
+            }
+            let v = u32_at(at, "trun")?;
+            at += 4;
+            Ok(Some(v))
+        };
+        let duration = field(flags & 0x100 != 0)?.unwrap_or(default_duration);
+        let size =
+            field(flags & 0x200 != 0)?.ok_or(FragmentError::Missing("sample sizes"))? as usize;
+        let sflags = field(flags & 0x400 != 0)?
+            .or(if i == 0 { first_flags } else { None })
+            .unwrap_or(default_flags);
+        let cts = field(flags & 0x800 != 0)?.map(|v| v as i32).unwrap_or(0);
+        if payload_at + size > payload_end {
+            return Err(FragmentError::SamplesPastMdat);
+        }
+        samples.push(Sample {
+            duration,
+            cts_offset: cts,
+            keyframe: sflags & 0x0001_0000 == 0,
+            data: data.slice(payload_at..payload_at + size),
+        });
+        payload_at += size;
+    }
+    Ok(ReadFragment {
+        base_decode_time,
+        samples,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,6 +682,42 @@ mod tests {
         // data_offset points at the first payload byte, relative to moof start.
         let moof_len = u32::from_be_bytes(frag[0..4].try_into().unwrap()) as usize;
         assert_eq!(trun.data_offset, Some((moof_len + 8) as i32));
+
+        let back = read_fragment(&frag).unwrap();
+        assert_eq!(back.base_decode_time, 123_456);
+        assert_eq!(back.samples.len(), 3);
+        for (a, b) in back.samples.iter().zip(&samples) {
+            assert_eq!(
+                (a.duration, a.cts_offset, a.keyframe, &a.data),
+                (b.duration, b.cts_offset, b.keyframe, &b.data)
+            );
+        }
+    }
+
+    #[test]
+    fn reading_hostile_fragments_fails_cleanly() {
+        let good = fragment(
+            1,
+            1,
+            0,
+            &[Sample {
+                duration: 1,
+                cts_offset: 0,
+                keyframe: true,
+                data: Bytes::from_static(b"abc"),
+            }],
+        );
+        for cut in 0..good.len() {
+            let _ = read_fragment(&good.slice(..cut)); // must not panic
+        }
+        let mut huge = good.to_vec();
+        // claim 2^30 samples in the trun
+        let trun_at = huge.windows(4).position(|w| w == b"trun").unwrap() - 4;
+        huge[trun_at + 12..trun_at + 16].copy_from_slice(&(1u32 << 30).to_be_bytes());
+        assert_eq!(
+            read_fragment(&Bytes::from(huge)).unwrap_err(),
+            FragmentError::Truncated("trun")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod boxes;
 pub mod dash;
 pub mod hls;
 pub mod live;
+pub mod smooth;
 pub mod time_fmt;
 
 pub use live::{Changes, LivePackager, PackagerConfig, Part, Rendition, Segment};

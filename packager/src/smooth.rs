@@ -1,0 +1,498 @@
+//! Microsoft Smooth Streaming (MS-SSTR) for live streams: the client
+//! manifest and fragments re-boxed on the fly from the CMAF segments.
+//!
+//! There is no second ingest path: a Smooth fragment is one CMAF segment
+//! read back into its samples ([`boxes::read_fragment`], zero-copy) and
+//! written as one `moof`+`mdat` on Smooth's 10 MHz timeline, with the `tfxd`
+//! box (the fragment's absolute time and duration) and the `tfrf` box (the
+//! fragments that follow it, so players extend their timeline without
+//! re-reading the manifest). As IIS does, a live manifest holds back its
+//! newest [`LOOKAHEAD`] fragments: players learn of them from `tfrf`.
+//!
+//! URLs, relative to `/live/STREAM/Manifest`:
+//! `QualityLevels({bitrate})/Fragments(video={start time})`, and `audio=`.
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes};
+use vela_media::{AudioCodec, CodecConfig, MediaKind, VideoCodec};
+
+use crate::boxes::{self, BoxWriter, Sample};
+use crate::dash::xml_escape;
+use crate::live::{LivePackager, Rendition, Segment};
+
+/// Smooth Streaming's clock: 10 MHz.
+pub const TIMESCALE: u64 = 10_000_000;
+/// Fragments announced through `tfrf` rather than the manifest.
+pub const LOOKAHEAD: usize = 2;
+
+const TFXD: [u8; 16] = [
+    0x6d, 0x1d, 0x9b, 0x05, 0x42, 0xd5, 0x44, 0xe6, 0x80, 0xe2, 0x14, 0x1d, 0xaf, 0xf7, 0x57, 0xb2,
+];
+const TFRF: [u8; 16] = [
+    0xd4, 0x80, 0x7e, 0xf2, 0xca, 0x39, 0x46, 0x95, 0x8e, 0x54, 0x26, 0xcb, 0x9e, 0x46, 0xa7, 0x9f,
+];
+
+/// A time in a track's timescale on the 10 MHz clock.
+fn to_hns(t: i64, timescale: u32) -> u64 {
+    (i128::from(t.max(0)) * i128::from(TIMESCALE) / i128::from(timescale)) as u64
+}
+
+/// The tracks Smooth can carry: H.264 video and AAC audio.
+fn smooth_renditions(p: &LivePackager) -> impl Iterator<Item = &Rendition> {
+    p.renditions().iter().filter(|r| {
+        matches!(
+            r.track.config,
+            CodecConfig::Video {
+                codec: VideoCodec::H264,
+                ..
+            } | CodecConfig::Audio {
+                codec: AudioCodec::Aac,
+                ..
+            }
+        )
+    })
+}
+
+fn rendition_for(p: &LivePackager, kind: MediaKind) -> Option<&Rendition> {
+    smooth_renditions(p).find(|r| r.track.kind() == kind)
+}
+
+/// `CodecPrivateData` for H.264: Annex B SPS and PPS from the avcC record.
+fn avc_codec_private_data(record: &[u8]) -> Option<String> {
+    let mut out = String::new();
+    let mut at = 5;
+    let n_sps = usize::from(*record.get(at)? & 0x1f);
+    at += 1;
+    let read_sets = |count: usize, at: &mut usize, out: &mut String| -> Option<()> {
+        for _ in 0..count {
+            let len = usize::from(u16::from_be_bytes([
+                *record.get(*at)?,
+                *record.get(*at + 1)?,
+            ]));
+            let nal = record.get(*at + 2..*at + 2 + len)?;
+            out.push_str("00000001");
+            for b in nal {
+                let _ = write!(out, "{b:02X}");
+            }
+            *at += 2 + len;
+        }
+        Some(())
+    };
+    read_sets(n_sps, &mut at, &mut out)?;
+    let n_pps = usize::from(*record.get(at)?);
+    at += 1;
+    read_sets(n_pps, &mut at, &mut out)?;
+    Some(out)
+}
+
+fn hex(data: &[u8]) -> String {
+    data.iter()
+        .fold(String::with_capacity(data.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02X}");
+            s
+        })
+}
+
+/// Segments a manifest lists: while live, all complete ones but the newest
+/// [`LOOKAHEAD`]; once ended, all.
+fn listed(r: &Rendition, ended: bool) -> impl Iterator<Item = &Segment> {
+    let hold = if ended { 0 } else { LOOKAHEAD };
+    let n = r.segments.len().saturating_sub(hold);
+    r.segments.iter().take(n)
+}
+
+/// The client manifest, or `None` before there is anything to list.
+pub fn client_manifest(p: &LivePackager) -> Option<String> {
+    let ended = p.is_ended();
+    let lead = smooth_renditions(p).next()?;
+    if listed(lead, ended).next().is_none() {
+        return None;
+    }
+    let mut out = String::with_capacity(4096);
+    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let window = (p.config().dvr_window * TIMESCALE as f64) as u64;
+    if ended {
+        let duration = smooth_renditions(p)
+            .filter_map(|r| {
+                Some(
+                    to_hns(r.segments.back()?.end(), r.timescale())
+                        - to_hns(r.segments.front()?.start, r.timescale()),
+                )
+            })
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"{TIMESCALE}\" Duration=\"{duration}\">"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"{TIMESCALE}\" Duration=\"0\" IsLive=\"TRUE\" LookAheadFragmentCount=\"{LOOKAHEAD}\" DVRWindowLength=\"{window}\" CanSeek=\"TRUE\" CanPause=\"TRUE\">"
+        );
+    }
+    for r in smooth_renditions(p) {
+        write_stream_index(&mut out, r, ended);
+    }
+    out.push_str("</SmoothStreamingMedia>\n");
+    Some(out)
+}
+
+fn write_stream_index(out: &mut String, r: &Rendition, ended: bool) {
+    let ts = r.timescale();
+    let segs: Vec<&Segment> = listed(r, ended).collect();
+    let bitrate = r.bandwidth().max(1);
+    match &r.track.config {
+        CodecConfig::Video {
+            width,
+            height,
+            record,
+            ..
+        } => {
+            let cpd = avc_codec_private_data(record).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  <StreamIndex Type=\"video\" Name=\"video\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"QualityLevels({{bitrate}})/Fragments(video={{start time}})\" MaxWidth=\"{width}\" MaxHeight=\"{height}\" DisplayWidth=\"{width}\" DisplayHeight=\"{height}\">",
+                segs.len()
+            );
+            let _ = writeln!(
+                out,
+                "    <QualityLevel Index=\"0\" Bitrate=\"{bitrate}\" FourCC=\"H264\" MaxWidth=\"{width}\" MaxHeight=\"{height}\" CodecPrivateData=\"{}\"/>",
+                xml_escape(&cpd)
+            );
+        }
+        CodecConfig::Audio {
+            sample_rate,
+            channels,
+            specific_config,
+            ..
+        } => {
+            let _ = writeln!(
+                out,
+                "  <StreamIndex Type=\"audio\" Name=\"audio\" Language=\"und\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"QualityLevels({{bitrate}})/Fragments(audio={{start time}})\">",
+                segs.len()
+            );
+            let _ = writeln!(
+                out,
+                "    <QualityLevel Index=\"0\" Bitrate=\"{bitrate}\" FourCC=\"AACL\" SamplingRate=\"{sample_rate}\" Channels=\"{channels}\" BitsPerSample=\"16\" PacketSize=\"{}\" AudioTag=\"255\" CodecPrivateData=\"{}\"/>",
+                4 * channels,
+                hex(specific_config)
+            );
+        }
+    }
+    // Start and end both rounded on the 10 MHz clock, so t + d is exactly
+    // the next t and fragment requests name times we can find again.
+    let mut expected: Option<u64> = None;
+    for s in segs {
+        let t = to_hns(s.start, ts);
+        let d = to_hns(s.end(), ts) - t;
+        if expected == Some(t) {
+            let _ = writeln!(out, "    <c d=\"{d}\"/>");
+        } else {
+            let _ = writeln!(out, "    <c t=\"{t}\" d=\"{d}\"/>");
+        }
+        expected = Some(t + d);
+    }
+    out.push_str("  </StreamIndex>\n");
+}
+
+/// What a fragment URL names: `Fragments(video=123)`.
+pub fn parse_fragment_name(name: &str) -> Option<(MediaKind, u64)> {
+    let inner = name.strip_prefix("Fragments(")?.strip_suffix(')')?;
+    let (kind, t) = inner.split_once('=')?;
+    let kind = match kind {
+        "video" => MediaKind::Video,
+        "audio" => MediaKind::Audio,
+        _ => return None,
+    };
+    Some((kind, t.parse().ok()?))
+}
+
+/// Why a fragment cannot be served.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SmoothError {
+    #[error("no such fragment")]
+    NotFound,
+    #[error("stored segment is unreadable: {0}")]
+    Corrupt(#[from] boxes::FragmentError),
+}
+
+/// The Smooth fragment starting at `t` (10 MHz) of the `kind` stream.
+pub fn fragment(p: &LivePackager, kind: MediaKind, t: u64) -> Result<Bytes, SmoothError> {
+    let r = rendition_for(p, kind).ok_or(SmoothError::NotFound)?;
+    let ts = r.timescale();
+    let idx = r
+        .segments
+        .iter()
+        .position(|s| to_hns(s.start, ts) == t)
+        .ok_or(SmoothError::NotFound)?;
+    let seg = &r.segments[idx];
+    let mut samples: Vec<Sample> = Vec::new();
+    for part in &seg.parts {
+        samples.extend(boxes::read_fragment(&part.data)?.samples);
+    }
+    // Rescale durations to 10 MHz without drift: each sample ends where its
+    // rounded end on the source clock says.
+    let mut at = seg.start;
+    let mut prev_end = to_hns(at, ts);
+    for s in &mut samples {
+        at += i64::from(s.duration);
+        let end = to_hns(at, ts);
+        s.duration = u32::try_from(end - prev_end).unwrap_or(u32::MAX);
+        s.cts_offset =
+            i32::try_from(to_hns(i64::from(s.cts_offset.max(0)), ts)).unwrap_or(i32::MAX);
+        prev_end = end;
+    }
+    let next: Vec<(u64, u64)> = r
+        .segments
+        .iter()
+        .skip(idx + 1)
+        .take(LOOKAHEAD)
+        .map(|n| {
+            (
+                to_hns(n.start, ts),
+                to_hns(n.end(), ts) - to_hns(n.start, ts),
+            )
+        })
+        .collect();
+    let duration = to_hns(seg.end(), ts) - t;
+    Ok(write_fragment(
+        seg.msn as u32 + 1,
+        r.track.id,
+        t,
+        duration,
+        &next,
+        &samples,
+    ))
+}
+
+fn write_fragment(
+    seq: u32,
+    track_id: u32,
+    t: u64,
+    duration: u64,
+    next: &[(u64, u64)],
+    samples: &[Sample],
+) -> Bytes {
+    // The CMAF writer lays out moof+mdat; Smooth adds its two uuid boxes to
+    // the traf, so write the traf children again here with them.
+    let payload: usize = samples.iter().map(|s| s.data.len()).sum();
+    let mut w = BoxWriter::with_capacity(payload + 256 + samples.len() * 16);
+    let has_cts = samples.iter().any(|s| s.cts_offset != 0);
+    w.begin(b"moof");
+    w.begin_full(b"mfhd", 0, 0);
+    w.put_u32(seq);
+    w.end();
+    w.begin(b"traf");
+    w.begin_full(b"tfhd", 0, 0x02_0000); // default-base-is-moof
+    w.put_u32(track_id);
+    w.end();
+    let mut trun_flags = 0x1 | 0x100 | 0x200 | 0x400;
+    if has_cts {
+        trun_flags |= 0x800;
+    }
+    w.begin_full(b"trun", 0, trun_flags);
+    w.put_u32(samples.len() as u32);
+    let data_offset_at = w.position();
+    w.put_u32(0);
+    for s in samples {
+        w.put_u32(s.duration);
+        w.put_u32(s.data.len() as u32);
+        w.put_u32(if s.keyframe {
+            boxes::SYNC_SAMPLE_FLAGS
+        } else {
+            boxes::NON_SYNC_SAMPLE_FLAGS
+        });
+        if has_cts {
+            w.put_u32(s.cts_offset as u32);
+        }
+    }
+    w.end();
+    w.begin(b"uuid");
+    w.put_slice(&TFXD);
+    w.put_u32(0x0100_0000); // version 1, flags 0
+    w.put_u64(t);
+    w.put_u64(duration);
+    w.end();
+    w.begin(b"uuid");
+    w.put_slice(&TFRF);
+    w.put_u32(0x0100_0000);
+    w.put_u8(next.len() as u8);
+    for (nt, nd) in next {
+        w.put_u64(*nt);
+        w.put_u64(*nd);
+    }
+    w.end();
+    w.end(); // traf
+    w.end(); // moof
+    let moof_len = w.position();
+    w.patch_u32(data_offset_at, (moof_len + 8) as u32);
+    w.begin(b"mdat");
+    for s in samples {
+        w.put_slice(&s.data);
+    }
+    w.end();
+    w.finish().freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::tests::{audio_track, feed};
+    use crate::PackagerConfig;
+    use quick_xml::events::Event;
+    use std::sync::Arc;
+    use vela_media::{MediaEvent, Track};
+
+    fn h264_track() -> Track {
+        let mut t = crate::live::tests::video_track();
+        if let CodecConfig::Video { record, .. } = &mut t.config {
+            // avcC with one 4-byte SPS and one 2-byte PPS.
+            *record = Bytes::from_static(&[
+                1, 0x64, 0, 0x1e, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1e, 1, 0, 2, 0x68, 0xeb,
+            ]);
+        }
+        t
+    }
+
+    fn running() -> LivePackager {
+        let mut p = LivePackager::new(PackagerConfig::default());
+        p.push(
+            MediaEvent::Tracks(Arc::new(vec![h264_track(), audio_track(2)])),
+            0,
+        );
+        feed(&mut p, 0, 12.2, 30, 0);
+        p
+    }
+
+    fn c_entries(xml: &str, kind: &str) -> Vec<(u64, u64)> {
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let mut out = Vec::new();
+        let mut current = String::new();
+        let mut next_t = 0;
+        loop {
+            match reader.read_event().expect("well-formed XML") {
+                Event::Start(e) | Event::Empty(e) => {
+                    let attr = |n: &str| {
+                        e.attributes()
+                            .flatten()
+                            .find(|a| a.key.as_ref() == n.as_bytes())
+                            .map(|a| String::from_utf8(a.value.to_vec()).unwrap())
+                    };
+                    match e.name().as_ref() {
+                        b"StreamIndex" => current = attr("Type").unwrap(),
+                        b"c" if current == kind => {
+                            let t = attr("t").map(|t| t.parse().unwrap()).unwrap_or(next_t);
+                            let d: u64 = attr("d").unwrap().parse().unwrap();
+                            out.push((t, d));
+                            next_t = t + d;
+                        }
+                        _ => {}
+                    }
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn live_manifest_lists_fragments_and_holds_back_lookahead() {
+        let p = running();
+        let xml = client_manifest(&p).unwrap();
+        assert!(xml.contains("IsLive=\"TRUE\""));
+        assert!(
+            xml.contains("CodecPrivateData=\"000000016764001E0000000168EB\""),
+            "{xml}"
+        );
+        assert!(xml.contains("FourCC=\"AACL\""));
+        let video = c_entries(&xml, "video");
+        let complete = p.rendition("v1").unwrap().segments.len();
+        assert_eq!(video.len(), complete - LOOKAHEAD);
+        assert_eq!(video[0], (0, 20_000_000));
+    }
+
+    #[test]
+    fn every_listed_fragment_is_served_with_tfxd_matching_the_manifest() {
+        let p = running();
+        let xml = client_manifest(&p).unwrap();
+        for kind in [MediaKind::Video, MediaKind::Audio] {
+            let name = if kind == MediaKind::Video {
+                "video"
+            } else {
+                "audio"
+            };
+            for (t, d) in c_entries(&xml, name) {
+                let frag = fragment(&p, kind, t).unwrap();
+                let at = frag.windows(16).position(|w| w == TFXD).expect("tfxd");
+                let abs = u64::from_be_bytes(frag[at + 20..at + 28].try_into().unwrap());
+                let dur = u64::from_be_bytes(frag[at + 28..at + 36].try_into().unwrap());
+                assert_eq!((abs, dur), (t, d));
+                // the sample durations add up to the fragment duration
+                let back = boxes::read_fragment(&frag).unwrap_err();
+                assert_eq!(
+                    back,
+                    boxes::FragmentError::Missing("traf child"),
+                    "no tfdt in Smooth fragments"
+                );
+                let trun_at = frag.windows(4).position(|w| w == b"trun").unwrap() - 4;
+                let count = u32::from_be_bytes(frag[trun_at + 12..trun_at + 16].try_into().unwrap())
+                    as usize;
+                let stride = if frag[trun_at + 10] & 0x08 != 0 {
+                    16
+                } else {
+                    12
+                };
+                let total: u64 = (0..count)
+                    .map(|i| {
+                        let o = trun_at + 20 + i * stride;
+                        u64::from(u32::from_be_bytes(frag[o..o + 4].try_into().unwrap()))
+                    })
+                    .sum();
+                assert_eq!(total, d, "{name} fragment at {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn tfrf_announces_the_held_back_fragments() {
+        let p = running();
+        let xml = client_manifest(&p).unwrap();
+        let (t, _) = *c_entries(&xml, "video").last().unwrap();
+        let frag = fragment(&p, MediaKind::Video, t).unwrap();
+        let at = frag.windows(16).position(|w| w == TFRF).expect("tfrf");
+        assert_eq!(frag[at + 20], LOOKAHEAD as u8);
+    }
+
+    #[test]
+    fn fragment_names_parse() {
+        assert_eq!(
+            parse_fragment_name("Fragments(video=20000000)"),
+            Some((MediaKind::Video, 20_000_000))
+        );
+        assert_eq!(
+            parse_fragment_name("Fragments(audio=0)"),
+            Some((MediaKind::Audio, 0))
+        );
+        assert_eq!(parse_fragment_name("Fragments(text=0)"), None);
+        assert_eq!(parse_fragment_name("Fragments(video=x)"), None);
+        assert_eq!(
+            fragment(&running(), MediaKind::Video, 123),
+            Err(SmoothError::NotFound)
+        );
+    }
+
+    #[test]
+    fn ended_stream_manifest_is_on_demand() {
+        let mut p = running();
+        p.push(MediaEvent::End, 0);
+        let xml = client_manifest(&p).unwrap();
+        assert!(!xml.contains("IsLive"));
+        assert_eq!(
+            c_entries(&xml, "video").len(),
+            p.rendition("v1").unwrap().segments.len()
+        );
+    }
+}
