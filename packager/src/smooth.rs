@@ -106,9 +106,8 @@ fn listed(r: &Rendition, ended: bool) -> impl Iterator<Item = &Segment> {
 pub fn client_manifest(p: &LivePackager) -> Option<String> {
     let ended = p.is_ended();
     let lead = smooth_renditions(p).next()?;
-    if listed(lead, ended).next().is_none() {
-        return None;
-    }
+    // Nothing listed yet: no manifest.
+    listed(lead, ended).next()?;
     let mut out = String::with_capacity(4096);
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let window = (p.config().dvr_window * TIMESCALE as f64) as u64;
