@@ -1190,6 +1190,21 @@ pub async fn search(
     check_filter_str("status", &q.status)?;
     check_filter_str("category", &q.category)?;
     check_filter_str("tag", &q.tag)?;
+    if offset + limit > 10_000 {
+        return Err(ApiError::Validation(
+            "search results are limited to the first 10000 hits (page * page_size)".into(),
+        ));
+    }
+    if let (Some(a), Some(b)) = (q.created_after, q.created_before) {
+        if a >= b {
+            return Ok(Json(SearchResults {
+                objects: Vec::new(),
+                total_count: 0,
+                page,
+                page_size: size,
+            }));
+        }
+    }
     // Catch up with writes of other nodes before answering.
     cp.inner.search.sync(&cp.inner.db).await?;
     let filter = SearchFilter {

@@ -71,6 +71,18 @@ pub enum PublishRefusal {
     Unavailable,
 }
 
+impl PublishRefusal {
+    /// A short fixed label (for metrics and the ingest's refusal reason).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PublishRefusal::UnknownKey => "unknown_key",
+            PublishRefusal::WrongApp(_) => "app",
+            PublishRefusal::MalformedKey => "bad_key",
+            PublishRefusal::Unavailable => "unavailable",
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) db: Db,
     pub(crate) search: SearchIndex,
