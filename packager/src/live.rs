@@ -355,8 +355,11 @@ impl Rendition {
     /// Sets the last pending sample's duration now that the next one's decode
     /// time (or an estimate at the end) is known.
     fn settle_last(&mut self, next_dts: i64) {
+        let fixed = self.aac_frame_duration();
         if let (Some(last), Some(last_dts)) = (self.pending.last_mut(), self.last_dts) {
-            let d = (next_dts - last_dts).max(1);
+            // An AAC frame lasts 1024 samples whatever follows it: a gap in
+            // the audio stays a gap instead of stretching one frame.
+            let d = fixed.unwrap_or((next_dts - last_dts).max(1));
             last.duration = u32::try_from(d).unwrap_or(u32::MAX);
             self.last_duration = d;
         }
@@ -603,11 +606,42 @@ impl LivePackager {
             }
             State::Running => {}
         }
+        if idx == self.lead && self.is_timestamp_jump(frame) {
+            // The source's clock jumped (an encoder restart without a
+            // reconnect, a corrupt timestamp): a segment must not stretch
+            // over the jump, nor the stream freeze behind it. Restart the
+            // timeline here, as after a reconnect.
+            tracing::warn!(
+                track = frame.track_id,
+                dts = frame.dts,
+                "timestamp jump; starting a new timeline"
+            );
+            self.flush(changes);
+            self.discontinuity_pending = true;
+            self.state = State::WaitingForKeyframe;
+            let lead_kind = self.renditions[self.lead].track.kind();
+            if lead_kind == MediaKind::Video && !frame.keyframe {
+                self.dropped_frames += 1;
+                return;
+            }
+            self.start(frame, now_ms);
+        }
         if idx == self.lead {
             self.on_lead_frame(frame, changes);
         } else {
             self.on_following_frame(idx, frame, changes);
         }
+    }
+
+    /// Whether a lead frame is more than a second behind the previous one or
+    /// further ahead than five segment targets (and at least ten seconds).
+    fn is_timestamp_jump(&self, frame: &Frame) -> bool {
+        let r = &self.renditions[self.lead];
+        let Some(last) = r.last_dts else { return false };
+        let ts = f64::from(r.timescale());
+        let delta = frame.dts + r.offset - last;
+        let ahead = (5.0 * self.config.segment_target).max(10.0) * ts;
+        (delta as f64) < -ts || (delta as f64) > ahead
     }
 
     /// Starts (or resumes) the output timeline at this lead keyframe.
@@ -967,6 +1001,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_clock_jump_starts_a_new_timeline_instead_of_a_giant_segment() {
+        let mut p = av_packager();
+        feed(&mut p, 0, 4.0, 30, 0);
+        // The encoder's clock leaps an hour ahead without a reconnect.
+        feed(&mut p, 3_600_000, 4.0, 30, 4_000);
+        let v = p.rendition("v1").unwrap();
+        assert!(
+            v.max_segment_duration as f64 / 90000.0 < 2.2,
+            "no segment spans the jump"
+        );
+        assert_eq!(v.segments.iter().filter(|s| s.discontinuity).count(), 1);
+        // ... and back to zero: the stream goes on rather than freezing.
+        let before = v.segments.len();
+        feed(&mut p, 0, 4.0, 30, 8_000);
+        assert!(p.rendition("v1").unwrap().segments.len() >= before + 1);
+        assert!(crate::hls::target_duration(&p) <= 3);
+    }
+
+    #[test]
     fn frames_before_first_keyframe_are_dropped() {
         let mut p = av_packager();
         let f = Frame {
@@ -1031,5 +1084,103 @@ pub(crate) mod tests {
         let a = p.rendition("a1").unwrap();
         assert!(a.segments.len() >= 2);
         assert!(a.segments[0].parts.len() >= 5);
+    }
+    /// xorshift64*: deterministic pseudo-random input without a dependency.
+    pub(crate) struct Rng(pub u64);
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    /// Drives the packager with one pseudo-random event.
+    pub(crate) fn random_event(rng: &mut Rng, dts: &mut [i64; 3]) -> MediaEvent {
+        match rng.next() % 100 {
+            0 => MediaEvent::Discontinuity,
+            1 => MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+            2 => {
+                let mut v = video_track();
+                if let CodecConfig::Video { width, .. } = &mut v.config {
+                    *width = 1280;
+                }
+                MediaEvent::Tracks(Arc::new(vec![v, audio_track(2)]))
+            }
+            3 => MediaEvent::End,
+            n => {
+                let track = 1 + (rng.next() % 3) as u32; // track 3 does not exist
+                let slot = (track - 1) as usize;
+                let step = match n % 10 {
+                    0 => -((rng.next() % 1_000_000) as i64), // back
+                    1 => (rng.next() % 100_000_000) as i64,  // far forward
+                    2 => i64::from(u32::MAX) * if track == 1 { 90 } else { 48 }, // a wrap's worth
+                    _ => 1 + (rng.next() % 4000) as i64,
+                };
+                dts[slot] = dts[slot].saturating_add(step);
+                MediaEvent::Frame(Frame {
+                    track_id: track,
+                    dts: dts[slot],
+                    cts_offset: (rng.next() % 9000) as i32 - 1000,
+                    keyframe: rng.next() % 20 == 0,
+                    data: Bytes::from(vec![0u8; (rng.next() % 64) as usize]),
+                })
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_timestamps_and_events_keep_the_timeline_sane() {
+        for seed in 1..=40u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut p = LivePackager::new(PackagerConfig {
+                dvr_window: 30.0,
+                ..Default::default()
+            });
+            p.push(
+                MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+                0,
+            );
+            let mut dts = [0i64; 3];
+            let mut now = 0i64;
+            for _ in 0..3000 {
+                now += (rng.next() % 40) as i64;
+                let ev = random_event(&mut rng, &mut dts);
+                let ended = matches!(ev, MediaEvent::End);
+                p.push(ev, now);
+                if ended {
+                    // A stream that ended stays ended; start a fresh one.
+                    p = LivePackager::new(PackagerConfig {
+                        dvr_window: 30.0,
+                        ..Default::default()
+                    });
+                    p.push(
+                        MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+                        now,
+                    );
+                }
+            }
+            for r in p.renditions() {
+                let mut last_msn = None;
+                let mut last_end = i64::MIN;
+                for s in r.segments.iter().chain(r.building.iter()) {
+                    if let Some(m) = last_msn {
+                        assert!(s.msn > m, "seed {seed} {}: msn {} after {m}", r.id, s.msn);
+                    }
+                    last_msn = Some(s.msn);
+                    for part in &s.parts {
+                        assert!(
+                            part.start >= last_end,
+                            "seed {seed} {}: part at {} before {last_end}",
+                            r.id,
+                            part.start
+                        );
+                        assert!(part.duration > 0);
+                        last_end = part.start + part.duration;
+                    }
+                }
+            }
+        }
     }
 }
