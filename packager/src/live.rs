@@ -1015,7 +1015,7 @@ pub(crate) mod tests {
         // ... and back to zero: the stream goes on rather than freezing.
         let before = v.segments.len();
         feed(&mut p, 0, 4.0, 30, 8_000);
-        assert!(p.rendition("v1").unwrap().segments.len() >= before + 1);
+        assert!(p.rendition("v1").unwrap().segments.len() > before);
         assert!(crate::hls::target_duration(&p) <= 3);
     }
 
@@ -1123,7 +1123,7 @@ pub(crate) mod tests {
                     track_id: track,
                     dts: dts[slot],
                     cts_offset: (rng.next() % 9000) as i32 - 1000,
-                    keyframe: rng.next() % 20 == 0,
+                    keyframe: rng.next().is_multiple_of(20),
                     data: Bytes::from(vec![0u8; (rng.next() % 64) as usize]),
                 })
             }
