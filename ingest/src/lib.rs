@@ -12,6 +12,8 @@
 pub mod amf0;
 pub mod chunk;
 pub mod flv;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod server;
 pub mod session;

@@ -654,8 +654,9 @@ fn absurd_chunk_size_and_garbage_handshake_fail() {
     assert!(s.is_closed());
 }
 
-#[test]
-fn byte_at_a_time_input_is_the_same_as_one_buffer() {
+/// What an encoder sends after publish is accepted (message stream 1):
+/// chunk size, onMetaData, both sequence headers and 40 frames, chunked by rml_rtmp.
+pub(crate) fn recorded_publish_wire() -> Vec<u8> {
     let (vh, ah, frames) = fixture_headers();
     let mut ser = ChunkSerializer::new();
     let mut wire = Vec::new();
@@ -665,8 +666,24 @@ fn byte_at_a_time_input_is_the_same_as_one_buffer() {
         message_stream_id: 1,
         data: Bytes::copy_from_slice(body),
     };
+    use rml_rtmp::rml_amf0::{serialize, Amf0Value};
+    let mut props = std::collections::HashMap::new();
+    props.insert("videocodecid".to_string(), Amf0Value::Number(7.0));
+    props.insert("audiocodecid".to_string(), Amf0Value::Number(10.0));
+    props.insert("framerate".to_string(), Amf0Value::Number(30.0));
+    let meta = serialize(&vec![
+        Amf0Value::Utf8String("@setDataFrame".into()),
+        Amf0Value::Utf8String("onMetaData".into()),
+        Amf0Value::Object(props),
+    ])
+    .unwrap();
     wire.extend(
         ser.set_max_chunk_size(1000, RtmpTimestamp::new(0))
+            .unwrap()
+            .bytes,
+    );
+    wire.extend(
+        ser.serialize(&tag(18, 0, &meta), false, false)
             .unwrap()
             .bytes,
     );
@@ -679,6 +696,12 @@ fn byte_at_a_time_input_is_the_same_as_one_buffer() {
                 .bytes,
         );
     }
+    wire
+}
+
+#[test]
+fn byte_at_a_time_input_is_the_same_as_one_buffer() {
+    let wire = recorded_publish_wire();
     let run = |step: usize| {
         let mut h = Harness::new(SessionConfig::default());
         h.publish("k");
@@ -693,6 +716,7 @@ fn byte_at_a_time_input_is_the_same_as_one_buffer() {
     };
     let whole = run(wire.len());
     assert!(whole.len() > 40);
+    assert!(whole[0].starts_with("Tracks"));
     assert_eq!(run(1), whole);
     assert_eq!(run(777), whole);
 }
