@@ -1,0 +1,392 @@
+//! Content keys per stream, made by a CSPRNG and kept across restarts.
+//!
+//! One JSON file per stream in the store's directory (`DATA/keys/` by
+//! convention), mode 0600 in a 0700 directory, replaced atomically (written
+//! to a temporary file, synced, renamed) whenever a key is added, so a crash
+//! leaves the old or the new file, never half of one. All files are loaded
+//! at [`KeyStore::open`], so a license request after a restart finds keys
+//! of streams not yet republished.
+//!
+//! A key is chosen by (stream, track kind or `None` for one key shared by
+//! all tracks, key period). Without rotation the period is always 0; with
+//! rotation every N segments it is `msn / N`. Keys are made lazily, the
+//! first time a period is asked for, and the newest [`MAX_PERIODS`] periods
+//! of each (stream, kind) are kept — far more than any DVR window.
+//!
+//! Key bytes come from `rand::rng()` (ChaCha12 seeded from the OS). They are
+//! never logged: [`ContentKey`]'s `Debug` is redacted, and errors name files
+//! and reasons, not contents.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use vela_media::MediaKind;
+
+use crate::{ContentKey, DrmError};
+
+/// Key periods kept per (stream, kind).
+pub const MAX_PERIODS: usize = 256;
+/// Largest key file read at open (a full file is ~40 KB).
+const MAX_FILE: u64 = 1 << 20;
+
+#[derive(Serialize, Deserialize, Clone)]
+struct KeyRecord {
+    /// "video", "audio" or "all".
+    kind: String,
+    period: u64,
+    kid: String,
+    key: String,
+    iv: String,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct KeyFile {
+    stream: String,
+    keys: Vec<KeyRecord>,
+}
+
+struct State {
+    streams: HashMap<String, Vec<(Option<MediaKind>, ContentKey)>>,
+    by_kid: HashMap<[u8; 16], ContentKey>,
+}
+
+/// The key store. Cheap to share behind an `Arc`; methods take `&self`.
+pub struct KeyStore {
+    dir: PathBuf,
+    rotation: Option<u64>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("dir", &self.dir)
+            .field("rotation", &self.rotation)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex16(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+fn kind_str(k: Option<MediaKind>) -> &'static str {
+    k.map_or("all", MediaKind::as_str)
+}
+
+fn parse_kind(s: &str) -> Option<Option<MediaKind>> {
+    match s {
+        "all" => Some(None),
+        "video" => Some(Some(MediaKind::Video)),
+        "audio" => Some(Some(MediaKind::Audio)),
+        _ => None,
+    }
+}
+
+/// The file name for a stream: the name itself when it is plain, otherwise
+/// `~` and its hex, so no name can escape the directory.
+fn file_name(stream: &str) -> Result<String, DrmError> {
+    if stream.is_empty() || stream.len() > 100 {
+        return Err(DrmError::BadStreamName(stream.chars().take(120).collect()));
+    }
+    let plain = !stream.starts_with('.')
+        && stream
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    Ok(if plain {
+        format!("{stream}.json")
+    } else {
+        format!("~{}.json", hex(stream.as_bytes()))
+    })
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DrmError + '_ {
+    move |source| DrmError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl KeyStore {
+    /// Opens (creating it if needed) the store in `dir` and loads every key
+    /// file in it. `rotation`: a new key every that many segments.
+    pub fn open(dir: impl AsRef<Path>, rotation: Option<u64>) -> Result<KeyStore, DrmError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err(&dir))?;
+        }
+        let mut state = State {
+            streams: HashMap::new(),
+            by_kid: HashMap::new(),
+        };
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let path = entry.map_err(io_err(&dir))?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let file = load(&path)?;
+            let mut keys = Vec::with_capacity(file.keys.len());
+            for r in &file.keys {
+                let bad = |what: &str| DrmError::KeyFile {
+                    path: path.clone(),
+                    reason: format!("bad {what} in a key record"),
+                };
+                let kind = parse_kind(&r.kind).ok_or_else(|| bad("kind"))?;
+                let key = ContentKey {
+                    period: r.period,
+                    kid: unhex16(&r.kid).ok_or_else(|| bad("kid"))?,
+                    key: unhex16(&r.key).ok_or_else(|| bad("key"))?,
+                    iv: unhex16(&r.iv).ok_or_else(|| bad("iv"))?,
+                };
+                state.by_kid.insert(key.kid, key.clone());
+                keys.push((kind, key));
+            }
+            state.streams.insert(file.stream, keys);
+        }
+        Ok(KeyStore {
+            dir,
+            rotation: rotation.filter(|&n| n > 0),
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The key period segment `msn` falls in.
+    pub fn period_of(&self, msn: u64) -> u64 {
+        self.rotation.map_or(0, |n| msn / n)
+    }
+
+    /// The key for segment `msn` of `stream` (`kind` `None`: one key for all
+    /// tracks), made and persisted on first use.
+    pub fn key(
+        &self,
+        stream: &str,
+        kind: Option<MediaKind>,
+        msn: u64,
+    ) -> Result<ContentKey, DrmError> {
+        let period = self.period_of(msn);
+        let name = file_name(stream)?;
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = st.streams.get(stream).and_then(|v| {
+            v.iter()
+                .find(|(k, c)| *k == kind && c.period == period)
+                .map(|(_, c)| c.clone())
+        }) {
+            return Ok(k);
+        }
+        let mut rng = rand::rng();
+        let mut key = ContentKey {
+            period,
+            kid: [0; 16],
+            key: [0; 16],
+            iv: [0; 16],
+        };
+        rng.fill_bytes(&mut key.kid);
+        rng.fill_bytes(&mut key.key);
+        rng.fill_bytes(&mut key.iv);
+        let mut keys = st.streams.get(stream).cloned().unwrap_or_default();
+        keys.push((kind, key.clone()));
+        // Keep the newest MAX_PERIODS periods of this kind.
+        let mut same: Vec<u64> = keys
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, c)| c.period)
+            .collect();
+        let mut dropped = Vec::new();
+        if same.len() > MAX_PERIODS {
+            same.sort_unstable();
+            let cut = same[same.len() - MAX_PERIODS];
+            keys.retain(|(k, c)| {
+                let keep = *k != kind || c.period >= cut;
+                if !keep {
+                    dropped.push(c.kid);
+                }
+                keep
+            });
+        }
+        // Persist before handing the key out: a key that was used must
+        // survive a restart.
+        self.save(&name, stream, &keys)?;
+        for kid in dropped {
+            st.by_kid.remove(&kid);
+        }
+        st.by_kid.insert(key.kid, key.clone());
+        st.streams.insert(stream.to_string(), keys);
+        tracing::info!(stream, kind = kind_str(kind), period, kid = %crate::pssh::uuid_string(&key.kid), "new content key");
+        Ok(key)
+    }
+
+    /// The key with this id, from any stream (for license requests).
+    pub fn find_by_kid(&self, kid: &[u8; 16]) -> Option<ContentKey> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.by_kid.get(kid).cloned()
+    }
+
+    fn save(
+        &self,
+        name: &str,
+        stream: &str,
+        keys: &[(Option<MediaKind>, ContentKey)],
+    ) -> Result<(), DrmError> {
+        let file = KeyFile {
+            stream: stream.to_string(),
+            keys: keys
+                .iter()
+                .map(|(k, c)| KeyRecord {
+                    kind: kind_str(*k).to_string(),
+                    period: c.period,
+                    kid: hex(&c.kid),
+                    key: hex(&c.key),
+                    iv: hex(&c.iv),
+                })
+                .collect(),
+        };
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| DrmError::KeyFile {
+            path: self.dir.join(name),
+            reason: e.to_string(),
+        })?;
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&json).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn load(path: &Path) -> Result<KeyFile, DrmError> {
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if meta.len() > MAX_FILE {
+        return Err(DrmError::KeyFile {
+            path: path.to_path_buf(),
+            reason: format!("larger than {MAX_FILE} bytes"),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| DrmError::KeyFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_persist_across_reopen_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let (a, v) = {
+            let s = KeyStore::open(&keys, None).unwrap();
+            let a = s.key("cam1", None, 0).unwrap();
+            assert_eq!(
+                s.key("cam1", None, 999).unwrap(),
+                a,
+                "no rotation: one period"
+            );
+            let v = s.key("cam1", Some(MediaKind::Video), 0).unwrap();
+            assert_ne!(a.kid, v.kid);
+            assert_ne!(a.key, v.key);
+            (a, v)
+        };
+        let s = KeyStore::open(&keys, None).unwrap();
+        assert_eq!(s.key("cam1", None, 5).unwrap(), a);
+        assert_eq!(s.find_by_kid(&v.kid).unwrap(), v);
+        assert!(s.find_by_kid(&[0; 16]).is_none());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(keys.join("cam1.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Only the key file; no temporary left behind.
+        assert_eq!(std::fs::read_dir(&keys).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn rotation_every_n_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = KeyStore::open(dir.path(), Some(10)).unwrap();
+        let k0 = s.key("s", None, 9).unwrap();
+        let k1 = s.key("s", None, 10).unwrap();
+        assert_eq!(k0.period, 0);
+        assert_eq!(k1.period, 1);
+        assert_ne!(k0.kid, k1.kid);
+        assert_eq!(s.key("s", None, 0).unwrap(), k0);
+        assert_eq!(s.find_by_kid(&k0.kid).unwrap(), k0);
+    }
+
+    #[test]
+    fn odd_stream_names_stay_inside_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = KeyStore::open(dir.path(), None).unwrap();
+        let k = s.key("../etc/passwd", None, 0).unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec![format!("~{}.json", hex(b"../etc/passwd"))]);
+        assert!(s.key("", None, 0).is_err());
+        let again = KeyStore::open(dir.path(), None).unwrap();
+        assert_eq!(again.key("../etc/passwd", None, 0).unwrap(), k);
+    }
+
+    #[test]
+    fn debug_never_shows_key_bytes() {
+        let k = ContentKey {
+            period: 0,
+            kid: [0xab; 16],
+            key: [0xcd; 16],
+            iv: [0xef; 16],
+        };
+        let s = format!("{k:?}");
+        assert!(s.contains("abababab-"));
+        assert!(
+            !s.contains("cd") && !s.contains("205") && !s.contains("ef,"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn corrupt_files_are_reported_with_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.json"), b"{not json").unwrap();
+        let e = KeyStore::open(dir.path(), None).unwrap_err();
+        assert!(e.to_string().contains("x.json"), "{e}");
+    }
+}
