@@ -326,6 +326,10 @@ fn live_backbone(key: &str, video: Option<VideoCodec>, audio: bool) {
         );
     }
     let end_mpd = check_mpd(&server, &mpd_url, &expect, false);
+    eprintln!(
+        "{mpd_url}: type={} after the publisher ended ({} segments fetched); EXTINF sums: {total_durations:?}",
+        end_mpd.mpd_type, end_mpd.segments_fetched
+    );
     if end_mpd.mpd_type == "dynamic" {
         assert!(
             end_mpd.segments_fetched > 0,
@@ -643,14 +647,12 @@ fn check_live_media_playlist(server: &Server, url: &str) -> BTreeSet<String> {
     );
 
     // Init segment
-    let map_uri = &pl
-        .segments
+    // EXT-X-MAP applies to every segment after it (m3u8-rs attaches it only
+    // to the next one): the last MAP in the playlist is the current init.
+    let map_uri = s
+        .map_uris
         .last()
-        .unwrap()
-        .map
-        .as_ref()
-        .unwrap_or_else(|| server.fail(ctx("last segment has no EXT-X-MAP")))
-        .uri;
+        .unwrap_or_else(|| server.fail(ctx("no EXT-X-MAP")));
     let init_url = resolve(url, map_uri);
     let ir = server.get_ok(&init_url);
     check_cors(server, &ir);
@@ -1102,6 +1104,7 @@ fn check_counts(server: &Server, url: &str, p: &Probe, spec: &PublishSpec, expec
         let want = if vc == "avc1" { "h264" } else { "hevc" };
         assert_eq!(name, want, "{url}: decoded video codec");
         let published = spec.video_frames();
+        eprintln!("{url}: decoded {frames} {name} frames, published {published}");
         // The first GOP may be lost to the server's start-up; nothing may be
         // invented.
         assert!(
@@ -1119,6 +1122,7 @@ fn check_counts(server: &Server, url: &str, p: &Probe, spec: &PublishSpec, expec
             .unwrap_or_else(|| server.fail(format!("{url}: ffprobe finds no audio stream: {p:?}")));
         assert_eq!(name, "aac", "{url}: decoded audio codec");
         let secs = frames as f64 * 1024.0 / 48000.0;
+        eprintln!("{url}: decoded {frames} {name} frames = {secs:.3} s");
         assert!(
             secs >= spec.seconds - 1.1 && secs <= spec.seconds + 0.2,
             "{url}: decoded {frames} AAC frames = {secs:.3} s, published {} s",
@@ -1196,6 +1200,7 @@ fn readback_hls(server: &Server, master_url: &str, spec: &PublishSpec, expect: &
                 "{master_url}: ffprobe found no first audio/video packet: {first:?}"
             )),
         };
+        eprintln!("{master_url}: first audio pts {a:.3} s, first video pts {vv:.3} s");
         assert!(
             (a - vv).abs() < 0.1,
             "{master_url}: A/V out of sync: first audio pts {a:.3} s, first video pts {vv:.3} s"
