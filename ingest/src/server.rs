@@ -11,6 +11,10 @@
 //! new connections are closed at once, so idle sockets cost a file descriptor
 //! and a small buffer each until their deadline and never more than the cap.
 //!
+//! Shutdown: [`IngestContext::shutdown`] stops every `serve_rtmp` loop and
+//! ends every publish *cleanly* (consumers get `End`, so recordings are
+//! finalised), then [`IngestContext::wait_closed`] waits for the connections.
+//!
 //! Publishing: on a publish request the [`PublishAuthorizer`] names the
 //! stream, [`StreamHub::publish`] claims it (a second publisher on a live name
 //! is refused like an unauthorised one: `NetStream.Publish.BadName`, then
@@ -24,7 +28,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio::time::{timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -69,6 +73,7 @@ pub struct IngestContext {
     pub authorizer: Arc<dyn PublishAuthorizer>,
     pub limits: IngestLimits,
     connections: Arc<Semaphore>,
+    shutdown: watch::Sender<bool>,
 }
 
 impl IngestContext {
@@ -78,25 +83,52 @@ impl IngestContext {
         limits: IngestLimits,
     ) -> Self {
         let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let (shutdown, _) = watch::channel(false);
         IngestContext {
             hub,
             authorizer,
             limits,
             connections,
+            shutdown,
         }
+    }
+
+    /// Stops accepting and ends every connection, finishing its publish cleanly.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits until every connection task has ended (use after [`IngestContext::shutdown`]).
+    pub async fn wait_closed(&self) {
+        let all = u32::try_from(self.limits.max_connections.max(1)).unwrap_or(u32::MAX);
+        // Every connection holds one permit; having them all means none is left.
+        if let Ok(permits) = self.connections.acquire_many(all).await {
+            drop(permits);
+        }
+    }
+
+    /// Open connections right now.
+    pub fn connections(&self) -> usize {
+        self.limits.max_connections.max(1) - self.connections.available_permits()
     }
 }
 
-/// Accepts RTMP connections (RTMPS when `tls` is given) until the listener
-/// fails; each connection runs in its own task. Drop the future to stop accepting.
+/// Accepts RTMP connections (RTMPS when `tls` is given) until
+/// [`IngestContext::shutdown`]; each connection runs in its own task.
+/// Dropping the future also stops accepting (running connections go on).
 pub async fn serve_rtmp(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     ctx: Arc<IngestContext>,
 ) -> std::io::Result<()> {
     let acceptor = tls.map(TlsAcceptor::from);
+    let mut shutdown = ctx.shutdown.subscribe();
     loop {
-        let (socket, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|&stop| stop) => return Ok(()),
+        };
+        let (socket, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -158,6 +190,7 @@ impl Drop for Connection<'_> {
 
 enum Ended {
     Eof,
+    Shutdown,
     Failed(SessionError),
     Timeout(&'static str),
     Io(std::io::Error),
@@ -179,6 +212,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let key = session.stream_key().to_string();
     match ended {
         Ended::Eof => debug!(%peer, stream = %key, "connection closed by peer"),
+        Ended::Shutdown => debug!(%peer, stream = %key, "connection closed for shutdown"),
         Ended::Io(e) => debug!(%peer, stream = %key, error = %e, "connection error"),
         Ended::Timeout(what) => {
             metrics::SESSIONS_FAILED.inc();
@@ -207,9 +241,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     handshake_deadline: Instant,
 ) -> Ended {
     let limits = &conn.ctx.limits;
-    let mut buf = vec![0u8; limits.read_buffer.max(1024)];
+    // Small until the handshake is done, so thousands of idle sockets stay cheap.
+    let mut buf = vec![0u8; 4096];
     let mut last_input = Instant::now();
+    let mut shutdown = conn.ctx.shutdown.subscribe();
     loop {
+        if *shutdown.borrow_and_update() {
+            finish_publish(conn);
+            return Ended::Shutdown;
+        }
+        if !session.is_handshaking() && buf.len() < limits.read_buffer {
+            buf.resize(limits.read_buffer, 0);
+        }
         // Act on everything the session has queued.
         while let Some(event) = session.poll_event() {
             match event {
@@ -228,14 +271,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         h.publisher.send(ev);
                     }
                 }
-                SessionEvent::PublishFinished => {
-                    if let Some(h) = conn.held.take() {
-                        info!(peer = %conn.peer, stream = %h.name, "publish finished");
-                        metrics::PUBLISHERS.dec();
-                        h.publisher.finish();
-                        conn.ctx.authorizer.publish_stopped(&h.name);
-                    }
-                }
+                SessionEvent::PublishFinished => finish_publish(conn),
                 SessionEvent::Failed(e) => {
                     let _ = timeout(Duration::from_secs(1), io.flush()).await;
                     return Ended::Failed(e);
@@ -262,6 +298,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Err(e) => return Ended::Io(e),
             },
+            _ = shutdown.changed() => {}
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
                 if now >= deadline {
@@ -270,6 +307,16 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 session.handle_timeout(now.into_std());
             }
         }
+    }
+}
+
+/// A clean end of the held publish (unpublish or shutdown): consumers get `End`.
+fn finish_publish(conn: &mut Connection<'_>) {
+    if let Some(h) = conn.held.take() {
+        info!(peer = %conn.peer, stream = %h.name, "publish finished");
+        metrics::PUBLISHERS.dec();
+        h.publisher.finish();
+        conn.ctx.authorizer.publish_stopped(&h.name);
     }
 }
 

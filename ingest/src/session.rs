@@ -983,13 +983,16 @@ impl MediaAssembler {
                     );
                 }
                 let payload = if c.codec == VideoCodec::Av1 {
-                    f.data
+                    flv::av1::strip_temporal_delimiters(&f.data)
                 } else {
                     match flv::normalize_nal_lengths(&f.data, c.nalu_length_size) {
                         Ok(p) => p,
                         Err(e) => return self.media_error(MediaKind::Video, now, e),
                     }
                 };
+                if payload.is_empty() {
+                    return;
+                }
                 let dts_ms = self.video_clock.next(
                     ts,
                     cfg.max_timestamp_jump.as_millis() as i64,

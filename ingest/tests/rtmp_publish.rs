@@ -20,6 +20,7 @@ use vela_media::{CodecConfig, Frame, MediaEvent, TrackSet};
 struct Server {
     port: u16,
     hub: StreamHub,
+    ctx: Arc<IngestContext>,
     starts: mpsc::UnboundedReceiver<(String, broadcast::Receiver<MediaEvent>)>,
 }
 
@@ -36,8 +37,13 @@ async fn start_server(limits: IngestLimits, tls: Option<Arc<rustls::ServerConfig
         Arc::new(OpenAuthorizer),
         limits,
     ));
-    tokio::spawn(serve_rtmp(listener, tls, ctx));
-    Server { port, hub, starts }
+    tokio::spawn(serve_rtmp(listener, tls, ctx.clone()));
+    Server {
+        port,
+        hub,
+        ctx,
+        starts,
+    }
 }
 
 /// The installed ffmpeg's (major, minor) version; fails the test if there is none.
@@ -538,4 +544,30 @@ async fn rtmps_publish_with_ffmpeg() {
     assert!(status.success(), "{stderr}");
     check_h264_aac(&collected.await.unwrap(), 2);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_publishes_cleanly() {
+    let mut server = start_server(IngestLimits::default(), None).await;
+    let url = format!("rtmp://127.0.0.1:{}/live/bye", server.port);
+    let mut ffmpeg = ffmpeg_publish(&url, 20, X264).spawn().unwrap();
+    let (_, mut rx) = tokio::time::timeout(Duration::from_secs(15), server.starts.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // Wait for media, then shut down.
+    loop {
+        if let Ok(MediaEvent::Frame(_)) = rx.recv().await {
+            break;
+        }
+    }
+    assert_eq!(server.ctx.connections(), 1);
+    server.ctx.shutdown();
+    let c = collect(rx, Duration::from_secs(5)).await;
+    assert!(c.ended, "consumers get End on shutdown");
+    tokio::time::timeout(Duration::from_secs(5), server.ctx.wait_closed())
+        .await
+        .expect("connections closed");
+    assert!(!server.hub.is_publishing("bye"));
+    let _ = ffmpeg.kill().await;
 }

@@ -33,6 +33,22 @@ pub fn parse_av1c(record: &[u8]) -> Result<(u16, u16), FlvError> {
     Ok((0, 0))
 }
 
+const OBU_TEMPORAL_DELIMITER: u32 = 2;
+
+/// Drops the temporal delimiter OBUs that lead a temporal unit: the AV1
+/// ISOBMFF binding keeps them out of samples. Zero-copy; input that does not
+/// parse as OBUs is returned unchanged for the consumer to judge.
+pub fn strip_temporal_delimiters(data: &bytes::Bytes) -> bytes::Bytes {
+    let mut rest: &[u8] = data;
+    while !rest.is_empty() {
+        match split_obu(rest) {
+            Ok((OBU_TEMPORAL_DELIMITER, _, after)) if rest[0] & 0x02 != 0 => rest = after,
+            _ => break,
+        }
+    }
+    data.slice_ref(rest)
+}
+
 /// One OBU: (type, payload, the bytes after it). OBUs without a size field run to the end.
 fn split_obu(data: &[u8]) -> Result<(u32, &[u8], &[u8]), FlvError> {
     let header = data[0];
@@ -152,6 +168,18 @@ pub(crate) mod tests {
     #[test]
     fn size_from_libaom_av1c() {
         assert_eq!(parse_av1c(LIBAOM_320X240).unwrap(), (320, 240));
+    }
+
+    #[test]
+    fn leading_temporal_delimiters_are_stripped() {
+        let tu = bytes::Bytes::from_static(&[0x12, 0x00, 0x32, 0x02, 0xaa, 0xbb]);
+        assert_eq!(
+            &strip_temporal_delimiters(&tu)[..],
+            &[0x32, 0x02, 0xaa, 0xbb]
+        );
+        let no_td = bytes::Bytes::from_static(&[0x32, 0x01, 0xaa]);
+        assert_eq!(strip_temporal_delimiters(&no_td), no_td);
+        assert!(strip_temporal_delimiters(&bytes::Bytes::from_static(&[0x12, 0x00])).is_empty());
     }
 
     #[test]
