@@ -220,6 +220,10 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Ended::Failed(e) => {
             metrics::SESSIONS_FAILED.inc();
+            if matches!(e, SessionError::AppRefused { .. }) {
+                // A publish to an application Vela does not serve is a refused publish too.
+                metrics::PUBLISH_REFUSED.with_label_values(&["app"]).inc();
+            }
             match &e {
                 SessionError::PublishRefused { .. }
                 | SessionError::AppRefused { .. }

@@ -60,3 +60,26 @@ pub fn load_tls_config(
         .with_single_cert(certs, key)?;
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_empty_pem_files_are_named_errors() {
+        let dir = std::env::temp_dir().join(format!("vela-ingest-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a pem file\n").unwrap();
+        let missing = dir.join("missing.pem");
+        assert!(
+            matches!(load_tls_config(&missing, &empty), Err(TlsError::Io { path, .. }) if path == missing)
+        );
+        assert!(
+            matches!(load_tls_config(&empty, &empty), Err(TlsError::NoCertificate(p)) if p == empty)
+        );
+        let msg = load_tls_config(&empty, &empty).unwrap_err().to_string();
+        assert!(msg.contains("empty.pem"), "{msg}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
