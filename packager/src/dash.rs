@@ -54,13 +54,17 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
             iso_duration(end - start)
         );
     } else {
+        // suggestedPresentationDelay repeats the ServiceDescription's target:
+        // players that ignore the latter (Shaka in low-latency mode) otherwise
+        // start at the very edge (availabilityTimeOffset included) and stall.
         let _ = write!(
             out,
-            " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\"",
+            " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
             rfc3339_ms(anchor),
             rfc3339_ms(now_ms),
             iso_duration(cfg.segment_target),
-            iso_duration(cfg.dvr_window)
+            iso_duration(cfg.dvr_window),
+            iso_duration(f64::from(opts.target_latency_ms.max(500)) / 1000.0)
         );
     }
     let _ = writeln!(
@@ -385,6 +389,7 @@ mod tests {
         assert_eq!(mpd["type"], "dynamic");
         assert_eq!(mpd["availabilityStartTime"], "2026-11-18T11:06:40.000Z");
         assert_eq!(mpd["timeShiftBufferDepth"], "PT120S");
+        assert_eq!(mpd["suggestedPresentationDelay"], "PT1.5S");
         assert!(mpd.contains_key("minimumUpdatePeriod"));
         let reps: Vec<_> = els.iter().filter(|(n, _)| n == "Representation").collect();
         assert_eq!(reps.len(), 2);
