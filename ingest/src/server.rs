@@ -282,8 +282,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        if let Err(e) = io.flush().await {
-            return Ended::Io(e);
+        // TLS buffers records: flush, but never wait on a peer that stopped reading for ever.
+        match timeout(limits.idle_timeout, io.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Ended::Io(e),
+            Err(_) => return Ended::Timeout("write"),
         }
         let (deadline, what) = if session.is_handshaking() {
             (handshake_deadline, "RTMP handshake")

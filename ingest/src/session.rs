@@ -253,6 +253,9 @@ impl RtmpSession {
 
     /// When [`RtmpSession::handle_timeout`] should next be called, if at all.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            return None;
+        }
         self.publishing
             .as_ref()
             .and_then(|p| p.media.next_deadline(&self.config))

@@ -720,3 +720,69 @@ fn byte_at_a_time_input_is_the_same_as_one_buffer() {
     assert_eq!(run(1), whole);
     assert_eq!(run(777), whole);
 }
+
+#[test]
+fn aggregate_messages_are_unpacked() {
+    let (vh, ah, _) = fixture_headers();
+    let frame = [0x17u8, 1, 0, 0, 0, 0, 0, 0, 1, 0x65];
+    let mut agg = Vec::new();
+    for (ty, ts, body) in [
+        (9u8, 1000u32, &vh[..]),
+        (8, 1000, &ah[..]),
+        (9, 1000, &frame[..]),
+        (9, 1040, &frame[..]),
+    ] {
+        let size = body.len() as u32;
+        agg.push(ty);
+        agg.extend_from_slice(&size.to_be_bytes()[1..]);
+        agg.extend_from_slice(&ts.to_be_bytes()[1..]);
+        agg.push((ts >> 24) as u8);
+        agg.extend_from_slice(&[0, 0, 0]);
+        agg.extend_from_slice(body);
+        agg.extend_from_slice(&(size + 11).to_be_bytes());
+    }
+    let mut h = Harness::new(SessionConfig::default());
+    h.publish("k");
+    let mut ser = ChunkSerializer::new();
+    let size = ser
+        .set_max_chunk_size(65536, RtmpTimestamp::new(0))
+        .unwrap();
+    h.send_to_server(&size.bytes);
+    // The aggregate's own timestamp (5000) replaces the first tag's (1000).
+    let p = MessagePayload {
+        timestamp: RtmpTimestamp::new(5000),
+        type_id: 22,
+        message_stream_id: 1,
+        data: Bytes::from(agg),
+    };
+    h.send_to_server(&ser.serialize(&p, true, false).unwrap().bytes);
+    let v = frames_of(&h, 1);
+    assert_eq!(
+        v.iter().map(|f| f.dts).collect::<Vec<_>>(),
+        vec![5000 * 90, 5040 * 90],
+        "{:?}",
+        h.events
+    );
+}
+
+#[test]
+fn a_large_backward_jump_keeps_audio_from_going_back() {
+    let (_, ah, _) = fixture_headers();
+    let mut h = Harness::new(SessionConfig::default());
+    h.publish("radio");
+    h.audio(100_000, &ah);
+    let frame = [0xaf, 1, 0x21, 0x10, 0x04];
+    for ts in [100_000, 100_023, 100_046, 20, 43, 66] {
+        h.audio(ts, &frame);
+    }
+    h.advance(Duration::from_secs(2));
+    let a = frames_of(&h, 1);
+    assert_eq!(a.len(), 6);
+    assert!(
+        a.windows(2).all(|w| w[1].dts > w[0].dts),
+        "{:?}",
+        a.iter().map(|f| f.dts).collect::<Vec<_>>()
+    );
+    // After the re-base the 23 ms cadence continues (1014 ticks at 44.1 kHz, give or take rounding).
+    assert!((1000..1030).contains(&(a[4].dts - a[3].dts)));
+}
