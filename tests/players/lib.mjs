@@ -1,0 +1,367 @@
+// Harness for the player tests: a static server for the player page, a real
+// `vela serve` on free loopback ports, ffmpeg publishers, and the system's
+// headless Chromium driven by playwright-core.
+//
+// Every child process is started in its own process group and remembered;
+// the groups are killed on normal exit, on SIGINT/SIGTERM and on an uncaught
+// error, so a failing or interrupted run leaves nothing behind.
+//
+// Nothing here asserts a wall-clock duration: waits poll with a bounded number
+// of tries and fail with what they waited for and the logs.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(HERE, '..', '..');
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------
+// Process groups, cleaned up whatever happens
+// ---------------------------------------------------------------------------
+
+const children = new Set();
+
+function killGroup(child, signal) {
+  if (!child.pid) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch (_) {
+    /* already gone */
+  }
+}
+
+function killAll() {
+  for (const c of children) killGroup(c, 'SIGKILL');
+  children.clear();
+}
+
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    killAll();
+    process.exit(128 + (os.constants.signals[sig] || 1));
+  });
+}
+process.on('uncaughtException', (e) => {
+  console.error(e);
+  killAll();
+  process.exit(1);
+});
+
+/** Spawns `cmd` in a new process group with stdout/stderr to `logPath`. */
+export function spawnLogged(cmd, args, logPath, env) {
+  const fd = fs.openSync(logPath, 'a');
+  const child = spawn(cmd, args, {
+    detached: true, // own process group: kill(-pid) reaches its children
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, ...(env || {}) },
+  });
+  fs.closeSync(fd);
+  children.add(child);
+  child.exited = false;
+  child.on('exit', (code, signal) => {
+    child.exited = true;
+    child.exitCode_ = code;
+    child.exitSignal_ = signal;
+  });
+  child.on('error', (e) => {
+    child.exited = true;
+    child.spawnError = e;
+  });
+  return child;
+}
+
+/** SIGTERM the group, wait (bounded), then SIGKILL. */
+export async function stopGroup(child, { signal = 'SIGTERM', tries = 50 } = {}) {
+  if (!child) return;
+  if (!child.exited) {
+    killGroup(child, signal);
+    for (let i = 0; i < tries && !child.exited; i++) await sleep(100);
+  }
+  killGroup(child, 'SIGKILL');
+  for (let i = 0; i < 20 && !child.exited; i++) await sleep(50);
+  children.delete(child);
+}
+
+export function tail(file, max = 6000) {
+  try {
+    const s = fs.readFileSync(file, 'utf8');
+    return s.length > max ? '…' + s.slice(-max) : s;
+  } catch (e) {
+    return `(cannot read ${file}: ${e.message})`;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Ports and HTTP
+// ---------------------------------------------------------------------------
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** GET with a timeout; never throws: {status, text, headers} or {error}. */
+export async function get(url, timeoutMs = 5000) {
+  const ac = new AbortController();
+  const t = setTimeout(() => ac.abort(), timeoutMs);
+  try {
+    const r = await fetch(url, { signal: ac.signal, cache: 'no-store' });
+    const text = await r.text();
+    return { status: r.status, text, headers: Object.fromEntries(r.headers) };
+  } catch (e) {
+    return { status: 0, error: String(e && e.message ? e.message : e), text: '' };
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+/** Polls `f` (async, returns a truthy value when done) `tries` times. */
+export async function poll(what, tries, everyMs, f, diag) {
+  let last;
+  for (let i = 0; i < tries; i++) {
+    last = await f();
+    if (last) return last;
+    await sleep(everyMs);
+  }
+  const extra = diag ? `\n${await diag()}` : '';
+  throw new Error(`gave up waiting for ${what} after ${tries} tries ${everyMs} ms apart${extra}`);
+}
+
+// ---------------------------------------------------------------------------
+// Static server for the player page and the players' dist files
+// ---------------------------------------------------------------------------
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json',
+  '.json': 'application/json',
+};
+
+/** Serves tests/players/ (page, scripts, node_modules) on 127.0.0.1:port. */
+export function startStaticServer(port = 0, host = '127.0.0.1') {
+  const server = http.createServer((req, res) => {
+    let p;
+    try {
+      p = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    } catch (_) {
+      res.writeHead(400).end();
+      return;
+    }
+    if (p.endsWith('/')) p += 'index.html';
+    const file = path.resolve(HERE, '.' + p);
+    if (!file.startsWith(HERE + path.sep) || req.method !== 'GET') {
+      res.writeHead(403).end();
+      return;
+    }
+    fs.readFile(file, (err, data) => {
+      if (err) {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': TYPES[path.extname(file)] || 'application/octet-stream',
+        'cache-control': 'no-cache',
+      });
+      res.end(data);
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.on('error', reject);
+    server.listen(port, host, () => {
+      const a = server.address();
+      server.url = `http://${host}:${a.port}`;
+      resolve(server);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// vela
+// ---------------------------------------------------------------------------
+
+export function velaBinary() {
+  const bin = process.env.VELA_BIN || path.join(ROOT, 'target', 'release', 'vela');
+  if (!fs.existsSync(bin)) {
+    throw new Error(`${bin} does not exist: build it first with \`cargo build --release --bin vela\` (scripts/test does)`);
+  }
+  return bin;
+}
+
+export function makeWorkDir(label) {
+  const base = process.env.VELA_PLAYER_TMP || os.tmpdir();
+  return fs.mkdtempSync(path.join(base, `vela-players-${label}-`));
+}
+
+export class Vela {
+  static async start(workDir) {
+    let lastErr = '';
+    // A port found free may be taken before vela binds it: try new ports.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const v = new Vela(workDir, attempt);
+      v.rtmpPort = await freePort();
+      v.httpPort = await freePort();
+      v.spawn();
+      try {
+        await v.waitHealthy();
+        return v;
+      } catch (e) {
+        lastErr = e.message;
+        await v.stop();
+      }
+    }
+    throw new Error(`vela did not start:\n${lastErr}`);
+  }
+
+  constructor(workDir, n) {
+    this.workDir = workDir;
+    this.data = path.join(workDir, `data-${n}`);
+    this.log = path.join(workDir, `vela-${n}.log`);
+  }
+
+  spawn() {
+    const env = process.env.RUST_LOG ? {} : { RUST_LOG: 'info' };
+    this.child = spawnLogged(
+      velaBinary(),
+      ['serve', '--data', this.data, '--rtmp', `127.0.0.1:${this.rtmpPort}`, '--http', `127.0.0.1:${this.httpPort}`, '--h3', 'off'],
+      this.log,
+      env,
+    );
+  }
+
+  get http() {
+    return `http://127.0.0.1:${this.httpPort}`;
+  }
+
+  rtmpUrl(key) {
+    return `rtmp://127.0.0.1:${this.rtmpPort}/live/${key}`;
+  }
+
+  streamBase(key) {
+    return `${this.http}/live/${key}`;
+  }
+
+  logTail(max = 6000) {
+    return tail(this.log, max);
+  }
+
+  async waitHealthy() {
+    await poll('vela /healthz', 300, 100, async () => {
+      if (this.child.exited) {
+        throw new Error(`vela exited (${this.child.exitCode_ ?? this.child.exitSignal_}) before answering /healthz\n--- vela log ---\n${this.logTail()}`);
+      }
+      const r = await get(`${this.http}/healthz`, 1000);
+      return r.status === 200;
+    }, async () => `--- vela log ---\n${this.logTail()}`);
+  }
+
+  async stop() {
+    await stopGroup(this.child);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// ffmpeg publishers
+// ---------------------------------------------------------------------------
+
+let pubCounter = 0;
+
+/**
+ * The publisher of the issue: lavfi testsrc2 720p30 and a 440 Hz sine, x264
+ * veryfast zerolatency with a 1 s GOP, AAC, live (`-re`), as FLV over RTMP.
+ * `seconds` null: runs until stopped.
+ */
+export function publish(url, workDir, { seconds = null } = {}) {
+  const n = pubCounter++;
+  const log = path.join(workDir, `ffmpeg-${n}.log`);
+  const args = ['-hide_banner', '-nostdin', '-loglevel', 'warning',
+    '-re', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30',
+    '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
+  if (seconds != null) args.push('-t', String(seconds));
+  args.push('-map', '0:v', '-map', '1:a',
+    '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-g', '30', '-keyint_min', '30', '-sc_threshold', '0',
+    '-pix_fmt', 'yuv420p', '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '5000k',
+    '-c:a', 'aac', '-b:a', '128k', '-ar', '48000',
+    '-flvflags', 'no_duration_filesize', '-f', 'flv', url);
+  fs.writeFileSync(path.join(workDir, `ffmpeg-${n}.cmd`), `ffmpeg ${args.join(' ')}\n`);
+  const child = spawnLogged(process.env.VELA_FFMPEG || 'ffmpeg', args, log);
+  child.logPath = log;
+  child.logTail = () => tail(log, 3000);
+  return child;
+}
+
+/** Waits (bounded) until the stream's manifest answers 200. */
+export async function waitForStream(vela, key, pub, manifest = 'master.m3u8') {
+  const url = `${vela.streamBase(key)}/${manifest}`;
+  await poll(`${url} to answer 200`, 150, 200, async () => {
+    if (pub && pub.exited) {
+      throw new Error(`ffmpeg exited (${pub.exitCode_ ?? pub.exitSignal_})\n--- ffmpeg log ---\n${pub.logTail()}\n--- vela log ---\n${vela.logTail()}`);
+    }
+    const r = await get(url, 3000);
+    return r.status === 200;
+  }, async () => `--- vela log ---\n${vela.logTail()}\n--- ffmpeg log ---\n${pub ? pub.logTail() : ''}`);
+}
+
+// ---------------------------------------------------------------------------
+// Chromium
+// ---------------------------------------------------------------------------
+
+export const CHROMIUM = process.env.VELA_CHROMIUM || '/usr/bin/chromium';
+
+export async function launchChromium() {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} does not exist: run scripts/setup (installs Debian's chromium)`);
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    throw new Error(`playwright-core is not installed: run scripts/setup (npm ci in tests/players): ${e.message}`);
+  }
+  // playwright-core launches with a fresh temporary --user-data-dir of its
+  // own and removes it on close.
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 60_000,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+      '--mute-audio',
+      // A page in a background tab or an occluded window must not have its
+      // timers throttled: the stall measurement polls every 100 ms.
+      '--disable-background-timer-throttling',
+      '--disable-renderer-backgrounding',
+      '--disable-backgrounding-occluded-windows',
+    ],
+  });
+}
+
+/** Checks whether Debian's chromium can decode what Vela sends. */
+export function chromiumVersion() {
+  const r = spawnSync(CHROMIUM, ['--version'], { encoding: 'utf8', timeout: 20_000 });
+  return (r.stdout || '').trim();
+}

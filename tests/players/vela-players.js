@@ -1,0 +1,481 @@
+// Vela player panes: hls.js, dash.js and Shaka Player on one page, each with
+// the same measurements (playback progress, stalls, player errors, live
+// latency). Used by index.html (what a person opens to check a stream) and by
+// the end-to-end tests (players.test.mjs), which read `window.vela`.
+//
+// Loaded as a classic script after the players' UMD builds:
+//   hls.js  -> window.Hls
+//   dash.js -> window.dashjs (+ dash.mss.min.js for Smooth Streaming)
+//   Shaka   -> window.shaka
+/* global Hls, dashjs, shaka */
+(function () {
+  'use strict';
+
+  // What each player can play, and the manifest it is pointed to under
+  // /live/STREAM/ (or /vod/ENTRY/).
+  const FORMATS = {
+    hls: 'master.m3u8',
+    dash: 'manifest.mpd',
+    mss: 'Manifest',
+  };
+  const PLAYERS = {
+    hlsjs: { label: 'hls.js', formats: ['hls'] },
+    dashjs: { label: 'dash.js', formats: ['dash', 'mss'] },
+    shaka: { label: 'Shaka Player', formats: ['hls', 'dash'] },
+  };
+
+  const POLL_MS = 100;
+  const LATENCY_MS = 500;
+  const STALL_LIMIT_S = 0.5;
+
+  function now() {
+    return performance.now();
+  }
+
+  function errText(e) {
+    if (e == null) return String(e);
+    if (typeof e === 'string') return e;
+    try {
+      return JSON.stringify(e, (k, v) => (v instanceof Node || v instanceof Window ? undefined : v)).slice(0, 600);
+    } catch (_) {
+      return String(e).slice(0, 600);
+    }
+  }
+
+  class Pane {
+    constructor(root, player, format, url) {
+      this.player = player;
+      this.format = format;
+      this.url = url;
+      this.root = root;
+      this.video = root.querySelector('video');
+      this.statusEl = root.querySelector('.status');
+      this.logEl = root.querySelector('.log');
+      this.impl = null;
+      this.stats = {
+        player,
+        format,
+        url,
+        supported: null,
+        playing: false, // first `playing` with advancing currentTime seen
+        firstPlayingAt: null, // performance.now()
+        startTime: null, // currentTime when playback started
+        currentTime: 0,
+        mediaPlayed: 0, // sum of forward currentTime progress since start
+        jumps: [], // currentTime jumps (seeks by the player), [from, to]
+        waitingCount: 0,
+        stalls: [], // {at, duration, ongoing, cause}
+        maxStall: 0,
+        freezes: [], // currentTime not advancing while not paused/ended (poll based)
+        maxFreeze: 0,
+        fatal: [],
+        nonFatal: [],
+        latency: [], // {t (s since start), reported, derived, rate}
+        ended: false,
+        endedEvent: false,
+        paused: null,
+        readyState: 0,
+        events: [],
+        lateTicks: 0,
+      };
+      this._waitingAt = null;
+      this._lastCt = null;
+      this._lastAdvanceAt = null;
+      this._lastTick = null;
+      this._freezeUncertain = false;
+      this._timers = [];
+    }
+
+    log(msg) {
+      const t = ((now() - (window.__velaT0 || 0)) / 1000).toFixed(2);
+      const line = `${t} ${msg}`;
+      this.stats.events.push(line);
+      if (this.stats.events.length > 400) this.stats.events.splice(0, 100);
+      if (this.logEl) {
+        this.logEl.textContent = this.stats.events.slice(-12).join('\n');
+      }
+    }
+
+    fatal(what) {
+      const s = errText(what);
+      this.stats.fatal.push(s);
+      this.log(`FATAL ${s}`);
+    }
+
+    nonFatal(what) {
+      const s = errText(what);
+      this.stats.nonFatal.push(s);
+      if (this.stats.nonFatal.length > 200) this.stats.nonFatal.splice(0, 50);
+      this.stats.nonFatalCount = (this.stats.nonFatalCount || 0) + 1;
+      this.log(`error (non-fatal) ${s}`);
+    }
+
+    start() {
+      const v = this.video;
+      v.muted = true;
+      v.autoplay = true;
+      v.playsInline = true;
+      const st = this.stats;
+      v.addEventListener('waiting', () => {
+        st.waitingCount++;
+        if (st.playing && this._waitingAt == null) this._waitingAt = now();
+        this.log(`waiting ct=${v.currentTime.toFixed(3)}`);
+      });
+      v.addEventListener('playing', () => {
+        this.log(`playing ct=${v.currentTime.toFixed(3)}`);
+        this._endWaiting('playing');
+      });
+      v.addEventListener('ended', () => {
+        st.endedEvent = true;
+        this.log(`ended ct=${v.currentTime.toFixed(3)}`);
+        this._endWaiting('ended');
+      });
+      v.addEventListener('error', () => {
+        const e = v.error;
+        this.fatal({ source: 'video', code: e && e.code, message: e && e.message });
+      });
+      v.addEventListener('seeking', () => this.log(`seeking to ${v.currentTime.toFixed(3)}`));
+      try {
+        this.impl = this[`start_${this.player}`]();
+      } catch (e) {
+        this.fatal({ source: 'setup', message: String(e && e.stack ? e.stack : e) });
+      }
+      this._timers.push(setInterval(() => this._poll(), POLL_MS));
+      this._timers.push(setInterval(() => this._sampleLatency(), LATENCY_MS));
+    }
+
+    _endWaiting(cause) {
+      if (this._waitingAt != null) {
+        const d = (now() - this._waitingAt) / 1000;
+        this._recordStall(this._waitingAt, d, cause);
+        this._waitingAt = null;
+      }
+    }
+
+    _recordStall(at, d, cause) {
+      const st = this.stats;
+      st.stalls.push({ at: +((at - (st.firstPlayingAt || at)) / 1000).toFixed(2), duration: +d.toFixed(3), cause });
+      if (d > st.maxStall) st.maxStall = d;
+      this.log(`stall ${d.toFixed(3)} s (${cause})`);
+    }
+
+    _poll() {
+      const v = this.video;
+      const st = this.stats;
+      const t = now();
+      const ct = v.currentTime;
+      st.currentTime = ct;
+      st.paused = v.paused;
+      st.readyState = v.readyState;
+      st.ended = v.ended;
+      st.bufferedEnd = v.buffered.length ? v.buffered.end(v.buffered.length - 1) : null;
+      st.playbackRate = v.playbackRate;
+      st.ongoingStall = this._waitingAt != null ? (t - this._waitingAt) / 1000 : 0;
+      st.frozenFor = st.playing && this._lastAdvanceAt != null ? (t - this._lastAdvanceAt) / 1000 : 0;
+      if (this._lastTick != null && t - this._lastTick > 400) {
+        // The page's timers ran late (a busy machine): a freeze measured over
+        // this gap would be the poller's, not the player's.
+        st.lateTicks++;
+        this._freezeUncertain = true;
+      }
+      this._lastTick = t;
+      if (!st.playing) {
+        if (this._lastCt != null && ct > this._lastCt && !v.paused) {
+          st.playing = true;
+          st.firstPlayingAt = t;
+          st.startTime = ct;
+          this._lastAdvanceAt = t;
+          this.log(`playback started at ct=${ct.toFixed(3)}`);
+        }
+        this._lastCt = ct;
+        return;
+      }
+      const dt = ct - this._lastCt;
+      if (dt > 0) {
+        if (dt > 1.0) {
+          // A jump (the player seeking, e.g. to the live edge or over a gap):
+          // not media played.
+          st.jumps.push([+this._lastCt.toFixed(3), +ct.toFixed(3)]);
+        } else {
+          st.mediaPlayed += dt;
+        }
+        const frozen = (t - this._lastAdvanceAt) / 1000;
+        if (frozen > STALL_LIMIT_S && !this._freezeUncertain) {
+          st.freezes.push({ at: +((this._lastAdvanceAt - st.firstPlayingAt) / 1000).toFixed(2), duration: +frozen.toFixed(3) });
+          if (frozen > st.maxFreeze) st.maxFreeze = frozen;
+        }
+        this._lastAdvanceAt = t;
+        this._freezeUncertain = false;
+        this._endWaiting('progress');
+      } else if (dt < 0) {
+        st.jumps.push([+this._lastCt.toFixed(3), +ct.toFixed(3)]);
+        this._lastAdvanceAt = t;
+      } else if (v.paused || v.ended || st.endedEvent) {
+        this._lastAdvanceAt = t;
+      }
+      this._lastCt = ct;
+    }
+
+    _sampleLatency() {
+      const st = this.stats;
+      if (!st.playing || !this.impl) return;
+      let reported = null;
+      let derived = null;
+      try {
+        reported = this.impl.reportedLatency();
+        derived = this.impl.derivedLatency();
+      } catch (e) {
+        this.log(`latency: ${e}`);
+      }
+      const ok = (x) => (typeof x === 'number' && isFinite(x) ? +x.toFixed(3) : null);
+      st.latency.push({
+        t: +((now() - st.firstPlayingAt) / 1000).toFixed(2),
+        ct: +this.video.currentTime.toFixed(3),
+        reported: ok(reported),
+        derived: ok(derived),
+        rate: this.video.playbackRate,
+      });
+      if (st.latency.length > 2000) st.latency.splice(0, 500);
+      if (this.statusEl) {
+        const f = (x) => (x == null ? '–' : `${x.toFixed(2)} s`);
+        this.statusEl.textContent =
+          `t=${this.video.currentTime.toFixed(1)}  latency ${f(ok(reported))} (derived ${f(ok(derived))})  ` +
+          `stalls ${st.stalls.length} (max ${st.maxStall.toFixed(2)} s)  errors ${st.fatal.length} fatal, ${st.nonFatalCount || 0} other` +
+          `  rate ${this.video.playbackRate.toFixed(2)}`;
+      }
+    }
+
+    // --- hls.js -----------------------------------------------------------
+    start_hlsjs() {
+      if (!Hls.isSupported()) {
+        this.stats.supported = false;
+        throw new Error('hls.js: MSE not supported');
+      }
+      this.stats.supported = true;
+      // Low-latency mode is hls.js's default; said explicitly.
+      const hls = new Hls({ lowLatencyMode: true });
+      window.__hls = hls;
+      hls.on(Hls.Events.ERROR, (_ev, data) => {
+        const e = {
+          source: 'hls.js',
+          type: data.type,
+          details: data.details,
+          fatal: data.fatal,
+          reason: data.reason,
+          error: data.error ? String(data.error) : undefined,
+          url: data.url || (data.frag && data.frag.url) || (data.context && data.context.url),
+          response: data.response ? { code: data.response.code, text: data.response.text } : undefined,
+        };
+        if (data.fatal) this.fatal(e);
+        else this.nonFatal(e);
+      });
+      hls.on(Hls.Events.MANIFEST_PARSED, (_ev, data) => {
+        this.log(`hls.js manifest parsed: ${data.levels.length} level(s)`);
+        this.video.play().catch((e) => this.log(`play(): ${e}`));
+      });
+      hls.on(Hls.Events.LEVEL_UPDATED, (_ev, data) => {
+        const d = data.details;
+        if (!d.live && !this.stats.endlist) {
+          this.stats.endlist = true;
+          this.log('hls.js: playlist ended (EXT-X-ENDLIST)');
+        }
+      });
+      hls.on(Hls.Events.BUFFER_EOS, () => this.log('hls.js: BUFFER_EOS'));
+      hls.loadSource(this.url);
+      hls.attachMedia(this.video);
+      return {
+        obj: hls,
+        reportedLatency: () => hls.latency,
+        derivedLatency: () => {
+          const d = hls.playingDate;
+          return d ? (Date.now() - d.getTime()) / 1000 : null;
+        },
+        destroy: () => hls.destroy(),
+      };
+    }
+
+    // --- dash.js ----------------------------------------------------------
+    start_dashjs() {
+      const player = dashjs.MediaPlayer().create();
+      window.__dash = player;
+      const ev = dashjs.MediaPlayer.events;
+      // Defaults: the target latency comes from the MPD's ServiceDescription
+      // and low-latency mode from availabilityTimeComplete="false".
+      player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+      player.on(ev.ERROR, (e) => {
+        const err = e && e.error;
+        this.fatal({ source: 'dash.js', code: err && err.code, message: err && err.message, data: err && err.data && errText(err.data).slice(0, 200) });
+      });
+      if (ev.PLAYBACK_ERROR) {
+        player.on(ev.PLAYBACK_ERROR, (e) => this.fatal({ source: 'dash.js playback', error: errText(e && e.error) }));
+      }
+      player.on(ev.MANIFEST_LOADED, (e) => {
+        const m = e && e.data;
+        const type = m && m.type;
+        if (type && type !== this.stats.mpdType) {
+          this.log(`dash.js manifest: type=${type}`);
+          this.stats.mpdType = type;
+        }
+      });
+      player.on(ev.STREAM_INITIALIZED, () => this.log(`dash.js stream initialized, lowLatency=${player.getLowLatencyModeEnabled ? player.getLowLatencyModeEnabled() : '?'} targetLatency=${player.getTargetLiveDelay ? player.getTargetLiveDelay() : '?'}`));
+      player.on(ev.PLAYBACK_ENDED, () => {
+        this.stats.playbackEnded = true;
+        this.log('dash.js: PLAYBACK_ENDED');
+      });
+      if (ev.FRAGMENT_LOADING_ABANDONED) {
+        player.on(ev.FRAGMENT_LOADING_ABANDONED, (e) => this.log(`dash.js fragment abandoned ${e && e.request && e.request.url}`));
+      }
+      player.initialize(this.video, this.url, true);
+      const mss = this.format === 'mss';
+      return {
+        obj: player,
+        reportedLatency: () => {
+          const l = player.getCurrentLiveLatency();
+          // dash.js's Smooth Streaming parser sets availabilityStartTime to
+          // 1970: its latency means something only for a timeline counted
+          // from the Unix epoch. Otherwise there is no reported figure.
+          if (mss && l > 86400) {
+            if (!this._mssNote) {
+              this._mssNote = true;
+              this.log(`dash.js (MSS) reports latency ${l.toFixed(0)} s: its availabilityStartTime is 1970 and the Smooth timeline is not epoch-based; ignored`);
+            }
+            return null;
+          }
+          return l;
+        },
+        derivedLatency: () => {
+          if (mss) {
+            // A Smooth manifest has no wall-clock anchor: the page may be told
+            // the wall-clock time of media time 0 (the DASH MPD's
+            // availabilityStartTime for the same stream, the same packager
+            // timeline) with ?anchor=MS.
+            const a = Number(new URLSearchParams(location.search).get('anchor'));
+            return a ? (Date.now() - (a + this.video.currentTime * 1000)) / 1000 : null;
+          }
+          // Wall clock minus the wall-clock time at which the media at
+          // currentTime was live: availabilityStartTime + period start + t.
+          const m = player.getActiveStream && player.getActiveStream();
+          const info = m && m.getStreamInfo && m.getStreamInfo();
+          const mi = info && info.manifestInfo;
+          const ast = mi && mi.availableFrom;
+          if (!ast || !(ast instanceof Date) || isNaN(ast.getTime())) return null;
+          return (Date.now() - (ast.getTime() + this.video.currentTime * 1000)) / 1000;
+        },
+        destroy: () => player.destroy(),
+      };
+    }
+
+    // --- Shaka Player -----------------------------------------------------
+    start_shaka() {
+      shaka.polyfill.installAll();
+      if (!shaka.Player.isBrowserSupported()) {
+        this.stats.supported = false;
+        throw new Error('Shaka: browser not supported');
+      }
+      this.stats.supported = true;
+      const player = new shaka.Player();
+      window.__shaka = player;
+      player.configure({ streaming: { lowLatencyMode: true } });
+      player.addEventListener('error', (ev) => {
+        const e = ev.detail || {};
+        const info = { source: 'shaka', severity: e.severity, category: e.category, code: e.code, data: errText(e.data).slice(0, 300) };
+        if (e.severity === 2 /* CRITICAL */) this.fatal(info);
+        else this.nonFatal(info);
+      });
+      player.addEventListener('buffering', (ev) => this.log(`shaka buffering=${ev.buffering}`));
+      const load = async () => {
+        await player.attach(this.video);
+        await player.load(this.url);
+        this.log(`shaka loaded, live=${player.isLive()}, lowLatency=${player.getConfiguration().streaming.lowLatencyMode}`);
+        this.video.play().catch((e) => this.log(`play(): ${e}`));
+      };
+      load().catch((e) => {
+        const info = { source: 'shaka load', severity: e && e.severity, category: e && e.category, code: e && e.code, message: String(e && e.message), data: errText(e && e.data).slice(0, 300) };
+        this.fatal(info);
+      });
+      return {
+        obj: player,
+        reportedLatency: () => player.getStats().liveLatency,
+        derivedLatency: () => {
+          const d = player.getPlayheadTimeAsDate && player.getPlayheadTimeAsDate();
+          return d ? (Date.now() - d.getTime()) / 1000 : null;
+        },
+        destroy: () => player.destroy(),
+      };
+    }
+
+    snapshot() {
+      return JSON.parse(JSON.stringify(this.stats));
+    }
+
+    stop() {
+      this._timers.forEach(clearInterval);
+      this._timers = [];
+      try {
+        if (this.impl) this.impl.destroy();
+      } catch (_) {
+        /* ignore */
+      }
+    }
+  }
+
+  function paneElement(container, player, format, url) {
+    const div = document.createElement('div');
+    div.className = 'pane';
+    div.dataset.player = player;
+    div.dataset.format = format;
+    div.innerHTML =
+      `<h2>${PLAYERS[player].label} <small>${format.toUpperCase()}</small></h2>` +
+      `<video muted playsinline></video><div class="status">…</div><pre class="log"></pre>`;
+    const a = document.createElement('a');
+    a.href = url;
+    a.textContent = url;
+    a.className = 'src';
+    div.querySelector('h2').after(a);
+    container.appendChild(div);
+    return div;
+  }
+
+  // Starts panes from a list of "player:format" specs against a stream base
+  // URL (…/live/STREAM), or full manifest URLs ("player:format=URL").
+  function startPanes(container, base, specs) {
+    window.__velaT0 = now();
+    const panes = [];
+    for (const spec of specs) {
+      const [pf, explicitUrl] = spec.split('=');
+      const [player, format] = pf.split(':');
+      if (!PLAYERS[player] || !PLAYERS[player].formats.includes(format)) {
+        throw new Error(`unknown pane ${spec}; known: ${Object.entries(PLAYERS).map(([p, d]) => d.formats.map((f) => `${p}:${f}`).join(',')).join(',')}`);
+      }
+      const url = explicitUrl || `${base.replace(/\/+$/, '')}/${FORMATS[format]}`;
+      const pane = new Pane(paneElement(container, player, format, url), player, format, url);
+      panes.push(pane);
+      pane.start();
+    }
+    return panes;
+  }
+
+  window.vela = {
+    FORMATS,
+    PLAYERS,
+    panes: [],
+    startPanes(container, base, specs) {
+      this.panes = startPanes(container, base, specs);
+      return this.panes.length;
+    },
+    snapshot() {
+      return this.panes.map((p) => p.snapshot());
+    },
+    stop() {
+      this.panes.forEach((p) => p.stop());
+    },
+    codecSupport() {
+      const ms = window.MediaSource;
+      return {
+        mse: !!ms,
+        h264: !!ms && ms.isTypeSupported('video/mp4; codecs="avc1.64001f"'),
+        aac: !!ms && ms.isTypeSupported('audio/mp4; codecs="mp4a.40.2"'),
+      };
+    },
+  };
+})();
