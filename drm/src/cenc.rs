@@ -359,6 +359,16 @@ fn parse_moof<'a>(moof: RawBox<'a>) -> Result<Moof<'a>, DrmError> {
     })
 }
 
+/// One sample to encrypt: its range in the input, its index in its chunk,
+/// its subsamples and (for 'cenc') its IV.
+struct Job {
+    start: usize,
+    end: usize,
+    index: usize,
+    subs: Vec<Subsample>,
+    iv: [u8; 8],
+}
+
 /// Encrypts one clear fragment (or a segment of several `moof`+`mdat`
 /// chunks) with `scheme` under `key`. `codec` is the track's configuration
 /// (it decides the subsample layout); `iv_seed` makes 'cenc' IVs unique (see
@@ -380,11 +390,11 @@ pub fn protect_fragment(
     }
     // Room for senc: per sample IV + subsamples (bounded by the caps above).
     let mut w = Writer::with_capacity(frag.len() + 1024);
-    // (input offset of an mdat box, output offset of it) for the shift of
-    // sample ranges; (input range, output shift, chunk, sample index,
-    // subsamples) for the encryption pass.
-    let mut mdats: Vec<(usize, usize, usize, usize)> = Vec::new(); // (in_off, len, header, out_off)
-    let mut jobs: Vec<(usize, usize, u64, usize, Vec<Subsample>, [u8; 8])> = Vec::new();
+    // Samples are encrypted after the copy, where they land in the output:
+    // each mdat's (input offset, length, header length, output offset) maps
+    // an input sample range to its output range.
+    let mut mdats: Vec<(usize, usize, usize, usize)> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     let mut chunk: u64 = 0;
     for b in &top {
         match &b.kind {
@@ -414,14 +424,20 @@ pub fn protect_fragment(
                         [0; 8]
                     };
                     entries.push((subs, iv));
-                    jobs.push((at, end, chunk, i, Vec::new(), iv));
+                    jobs.push(Job {
+                        start: at,
+                        end,
+                        index: i,
+                        subs: Vec::new(),
+                        iv,
+                    });
                     at = end;
                 }
                 write_moof(&mut w, &m, scheme, layout, &entries)?;
                 // Encryption jobs need the subsamples; move them over.
                 let first = jobs.len() - entries.len();
                 for (job, (subs, _)) in jobs[first..].iter_mut().zip(entries) {
-                    job.4 = subs;
+                    job.subs = subs;
                 }
                 chunk += 1;
             }
@@ -438,7 +454,14 @@ pub fn protect_fragment(
         }
     }
     // Encrypt each sample where it now lies in the output.
-    for (start, end, _chunk, i, subs, iv8) in jobs {
+    for Job {
+        start,
+        end,
+        index: i,
+        subs,
+        iv: iv8,
+    } in jobs
+    {
         let (in_off, _, _, out_off) = mdats
             .iter()
             .copied()

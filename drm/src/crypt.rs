@@ -128,6 +128,8 @@ pub fn aes128_cbc_pkcs7(key: &[u8; 16], iv: &[u8; 16], data: &[u8]) -> Vec<u8> {
 
 /// Inverse of [`aes128_cbc_pkcs7`]; `None` when the length or the padding is
 /// not valid (a wrong key shows up here).
+// `is_multiple_of` is newer than the workspace's rust-version (1.85).
+#[allow(clippy::manual_is_multiple_of)]
 pub fn aes128_cbc_pkcs7_decrypt(key: &[u8; 16], iv: &[u8; 16], data: &[u8]) -> Option<Vec<u8>> {
     if data.is_empty() || data.len() % BLOCK != 0 {
         return None;
