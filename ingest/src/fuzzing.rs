@@ -188,9 +188,22 @@ mod tests {
     use super::*;
     use crate::flv::tests::{flv_tags, X264_FLV};
 
+    /// Iterations of the seeded tests: `VELA_FUZZ_ITERS` scales them up for a longer local run.
+    fn iterations(default: usize) -> usize {
+        std::env::var("VELA_FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
     #[test]
     fn flv_tag_never_panics_on_random_and_mutated_bodies() {
-        let mut rng = Rng::new(0x5eed_f1f0);
+        let mut rng = Rng::new(
+            std::env::var("VELA_FUZZ_SEED")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0x5eed_f1f0),
+        );
         let mut seeds: Vec<Vec<u8>> = flv_tags(X264_FLV)
             .into_iter()
             .filter(|(ty, _)| *ty == 8 || *ty == 9)
@@ -208,7 +221,7 @@ mod tests {
         av1.extend_from_slice(b"av01");
         av1.extend_from_slice(crate::flv::av1::tests::LIBAOM_320X240);
         seeds.push(av1);
-        for i in 0..4000 {
+        for i in 0..iterations(4000) {
             if i % 4 == 0 {
                 let len = rng.below(64);
                 flv_tag(&rng.bytes(len));
@@ -239,10 +252,15 @@ mod tests {
 
     #[test]
     fn rtmp_session_never_panics_on_random_and_mutated_input() {
-        let mut rng = Rng::new(0xdead_beef);
+        let mut rng = Rng::new(
+            std::env::var("VELA_FUZZ_SEED")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0xdead_beef),
+        );
         // A valid publish recording (after the handshake) to mutate.
         let wire = crate::session::tests::recorded_publish_wire();
-        for i in 0..3000 {
+        for i in 0..iterations(3000) {
             let input = match i % 3 {
                 0 => {
                     let len = rng.below(512);
@@ -262,6 +280,94 @@ mod tests {
                 }
             };
             rtmp_session(&input);
+        }
+    }
+
+    fn random_amf(rng: &mut Rng, depth: usize) -> rml_rtmp::rml_amf0::Amf0Value {
+        use rml_rtmp::rml_amf0::Amf0Value as V;
+        let words = [
+            "live", "app", "", "fuzz", "live/", "live?x=1", "0", "-1", "publish",
+        ];
+        match rng.below(if depth > 2 { 4 } else { 6 }) {
+            0 => V::Number([0.0, 1.0, -1.0, 1e300, f64::NAN, 4294967296.0][rng.below(6)]),
+            1 => V::Utf8String(words[rng.below(words.len())].to_string()),
+            2 => V::Null,
+            3 => V::Boolean(rng.below(2) == 1),
+            4 => {
+                let mut m = std::collections::HashMap::new();
+                for _ in 0..rng.below(4) {
+                    let k = ["app", "tcUrl", "objectEncoding", "type", "x"][rng.below(5)];
+                    m.insert(k.to_string(), random_amf(rng, depth + 1));
+                }
+                V::Object(m)
+            }
+            _ => V::StrictArray(
+                (0..rng.below(3))
+                    .map(|_| random_amf(rng, depth + 1))
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn random_but_well_formed_commands_never_panic() {
+        use rml_rtmp::chunk_io::ChunkSerializer;
+        use rml_rtmp::messages::MessagePayload;
+        use rml_rtmp::rml_amf0::{serialize, Amf0Value as V};
+        use rml_rtmp::time::RtmpTimestamp;
+        let names = [
+            "connect",
+            "createStream",
+            "publish",
+            "play",
+            "deleteStream",
+            "closeStream",
+            "FCUnpublish",
+            "releaseStream",
+            "FCPublish",
+            "play2",
+            "_checkbw",
+            "@setDataFrame",
+            "onMetaData",
+        ];
+        let mut rng = Rng::new(0xc0ffee);
+        for _ in 0..iterations(300) {
+            let now = Instant::now();
+            let start = [Start::Handshaken, Start::Publishing][rng.below(2)];
+            let mut s = session_at(start, now);
+            let mut ser = ChunkSerializer::new();
+            let mut wire = ser
+                .set_max_chunk_size(65536, RtmpTimestamp::new(0))
+                .unwrap()
+                .bytes;
+            for _ in 0..1 + rng.below(12) {
+                let mut values = vec![V::Utf8String(names[rng.below(names.len())].to_string())];
+                for _ in 0..rng.below(6) {
+                    values.push(random_amf(&mut rng, 0));
+                }
+                if rng.below(3) > 0 && values.len() > 1 {
+                    values[1] = V::Number(rng.below(5) as f64);
+                }
+                let data = serialize(&values).unwrap();
+                let type_id = [20u8, 18, 17, 15][rng.below(4)];
+                let mut payload = data;
+                if type_id == 17 || type_id == 15 {
+                    payload.insert(0, 0);
+                }
+                let p = MessagePayload {
+                    timestamp: RtmpTimestamp::new(0),
+                    type_id,
+                    message_stream_id: rng.below(3) as u32,
+                    data: Bytes::from(payload),
+                };
+                wire.extend(ser.serialize(&p, false, false).unwrap().bytes);
+            }
+            s.handle_input(now, &wire);
+            while let Some(ev) = s.poll_event() {
+                if let SessionEvent::PublishRequested { .. } = ev {
+                    s.accept_publish("fuzz");
+                }
+            }
         }
     }
 }
