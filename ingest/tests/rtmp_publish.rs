@@ -73,7 +73,11 @@ const X264: &[&str] = &[
 
 fn ffmpeg_publish(url: &str, seconds: u32, extra_video: &[&str]) -> Command {
     ffmpeg_version();
-    let mut c = Command::new("ffmpeg");
+    ffmpeg_publish_with("ffmpeg", url, seconds, extra_video)
+}
+
+fn ffmpeg_publish_with(bin: &str, url: &str, seconds: u32, extra_video: &[&str]) -> Command {
+    let mut c = Command::new(bin);
     c.args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
@@ -85,6 +89,28 @@ fn ffmpeg_publish(url: &str, seconds: u32, extra_video: &[&str]) -> Command {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     c
+}
+
+/// An ffmpeg whose FLV muxer speaks Enhanced RTMP (>= 6.1): `VELA_FFMPEG_HEVC`,
+/// else the one the imageio-ffmpeg PyPI package ships (scripts/setup installs
+/// it), else the system ffmpeg when it is recent enough.
+fn enhanced_rtmp_ffmpeg() -> Option<String> {
+    if let Ok(p) = std::env::var("VELA_FFMPEG_HEVC") {
+        return Some(p);
+    }
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())",
+        ])
+        .output();
+    if let Ok(out) = out {
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && std::path::Path::new(&path).exists() {
+            return Some(path);
+        }
+    }
+    (ffmpeg_version() >= (6, 1)).then(|| "ffmpeg".to_string())
 }
 
 #[derive(Default, Debug)]
@@ -285,55 +311,116 @@ async fn refused_key_gets_bad_name_and_is_counted() {
     assert!(server.hub.publishing().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hevc_publish() {
-    let (major, minor) = ffmpeg_version();
+async fn publish_with_modern_ffmpeg(video: &[&str], key: &str) -> Option<Collected> {
+    let Some(bin) = enhanced_rtmp_ffmpeg() else {
+        eprintln!("no ffmpeg >= 6.1 found (set VELA_FFMPEG_HEVC or run scripts/setup); using hand-built tags only");
+        return None;
+    };
     let mut server = start_server(IngestLimits::default(), None).await;
-    if (major, minor) >= (6, 1) {
-        // ffmpeg >= 6.1 sends HEVC over FLV/RTMP with the Enhanced RTMP FourCC hvc1.
-        let url = format!("rtmp://127.0.0.1:{}/live/hevc", server.port);
-        let mut ffmpeg = ffmpeg_publish(
-            &url,
-            2,
-            &["-c:v", "libx265", "-x265-params", "log-level=error"],
-        )
-        .spawn()
+    let url = format!("rtmp://127.0.0.1:{}/live/{key}", server.port);
+    let mut ffmpeg = ffmpeg_publish_with(&bin, &url, 2, video).spawn().unwrap();
+    let (_, rx) = tokio::time::timeout(Duration::from_secs(20), server.starts.recv())
+        .await
+        .expect("the publish starts")
         .unwrap();
-        let (_, rx) = tokio::time::timeout(Duration::from_secs(15), server.starts.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        let collected = tokio::spawn(collect(rx, Duration::from_secs(30)));
-        let (status, stderr) = ffmpeg.wait_with_output_status().await;
-        assert!(status.success(), "{stderr}");
-        let c = collected.await.unwrap();
-        assert!(c.tracks[0][0].config.codec_string().starts_with("hvc1."));
-        assert!(c.frames.iter().filter(|f| f.track_id == 1).count() >= 55);
-    } else {
-        // This ffmpeg cannot send HEVC over RTMP: publish hand-built Enhanced RTMP tags
-        // (an x265 hvcC record) over a real connection with rml_rtmp's client instead.
-        let c = publish_with_rml_client(server.port, "hevc", &mut server).await;
-        assert!(c.ended);
-        let v = &c.tracks[0][0];
-        assert!(
-            v.config.codec_string().starts_with("hvc1.1.6.L"),
-            "{}",
-            v.config.codec_string()
-        );
-        assert!(matches!(
+    let collected = tokio::spawn(collect(rx, Duration::from_secs(60)));
+    let (status, stderr) = ffmpeg.wait_with_output_status().await;
+    assert!(status.success(), "{bin}: {stderr}");
+    Some(collected.await.unwrap())
+}
+
+fn check_enhanced(c: &Collected, prefix: &str) {
+    assert!(c.ended);
+    let tracks = &c.tracks[0];
+    let v = &tracks[0];
+    assert!(
+        v.config.codec_string().starts_with(prefix),
+        "{}",
+        v.config.codec_string()
+    );
+    assert!(
+        matches!(
             v.config,
             CodecConfig::Video {
-                width: 426,
-                height: 240,
+                width: 640,
+                height: 360,
                 ..
             }
-        ));
-        let frames: Vec<&Frame> = c.frames.iter().filter(|f| f.track_id == 1).collect();
-        assert_eq!(frames.len(), 60);
-        assert!(frames[0].keyframe && frames[30].keyframe && !frames[1].keyframe);
-        assert_eq!(frames[1].cts_offset, 33 * 90);
-        assert!(frames.windows(2).all(|w| w[1].dts > w[0].dts));
+        ),
+        "{:?}",
+        v.config
+    );
+    assert_eq!(tracks[1].config.codec_string(), "mp4a.40.2");
+    let video: Vec<&Frame> = c.frames.iter().filter(|f| f.track_id == 1).collect();
+    assert!((58..=61).contains(&video.len()), "{} frames", video.len());
+    assert!(video[0].keyframe);
+    assert!(video.windows(2).all(|w| w[1].dts > w[0].dts));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_publish_from_an_enhanced_rtmp_ffmpeg() {
+    // ffmpeg >= 6.1 sends HEVC over FLV/RTMP with the Enhanced RTMP FourCC hvc1.
+    let video = [
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-x265-params",
+        "log-level=error",
+    ];
+    if let Some(c) = publish_with_modern_ffmpeg(&video, "hevc").await {
+        check_enhanced(&c, "hvc1.");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn av1_publish_from_an_enhanced_rtmp_ffmpeg() {
+    let video = [
+        "-c:v",
+        "libsvtav1",
+        "-preset",
+        "12",
+        "-svtav1-params",
+        "lp=2",
+    ];
+    if let Some(c) = publish_with_modern_ffmpeg(&video, "av1").await {
+        check_enhanced(&c, "av01.");
+        // Samples are temporal units without temporal delimiters.
+        let first = c.frames.iter().find(|f| f.track_id == 1).unwrap();
+        assert_ne!(
+            (first.data[0] >> 3) & 0x0f,
+            2,
+            "temporal delimiter left in the sample"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hevc_hand_built_enhanced_tags_over_tcp() {
+    // Whatever ffmpeg is installed: publish hand-built Enhanced RTMP tags (an x265
+    // hvcC record) over a real connection with rml_rtmp's client.
+    let mut server = start_server(IngestLimits::default(), None).await;
+    let c = publish_with_rml_client(server.port, "hevc", &mut server).await;
+    assert!(c.ended);
+    let v = &c.tracks[0][0];
+    assert!(
+        v.config.codec_string().starts_with("hvc1.1.6.L"),
+        "{}",
+        v.config.codec_string()
+    );
+    assert!(matches!(
+        v.config,
+        CodecConfig::Video {
+            width: 426,
+            height: 240,
+            ..
+        }
+    ));
+    let frames: Vec<&Frame> = c.frames.iter().filter(|f| f.track_id == 1).collect();
+    assert_eq!(frames.len(), 60);
+    assert!(frames[0].keyframe && frames[30].keyframe && !frames[1].keyframe);
+    assert_eq!(frames[1].cts_offset, 33 * 90);
+    assert!(frames.windows(2).all(|w| w[1].dts > w[0].dts));
 }
 
 /// Publishes 60 Enhanced-RTMP HEVC frames (plus AAC) with rml_rtmp's client over TCP.
