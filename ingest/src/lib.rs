@@ -1,13 +1,25 @@
-//! Vela's RTMP ingest.
+//! Vela's RTMP ingest: RTMP and RTMPS publishers (OBS, ffmpeg, hardware
+//! encoders) normalised into Vela's media model ([`vela_media`]).
 //!
-//! - [`flv`]: a sans-IO parser of FLV audio/video tag bodies (legacy H.264,
-//!   Enhanced RTMP H.264/H.265/AV1, AAC) into Vela's codec configurations and frames.
+//! - [`flv`]: a sans-IO parser of FLV audio/video tag bodies (legacy H.264 and
+//!   H.265, Enhanced RTMP H.264/H.265/AV1, AAC) into codec configurations and frames.
 //! - [`chunk`] and [`amf0`]: hardened readers of the RTMP chunk stream and of
-//!   AMF0, so nothing the network sends reaches rml_rtmp unchecked.
-//! - [`session`]: the sans-IO RTMP session core (bytes and time in, events out).
-//! - [`server`]: the thin tokio driver (TCP or TLS) that feeds sessions and
-//!   publishes into the [`vela_media::hub::StreamHub`].
-//! - [`tls`]: loading the RTMPS certificate.
+//!   AMF0. rml_rtmp's own ones panic, overflow the stack or allocate without
+//!   bound on hostile input, so nothing the network sends reaches rml_rtmp
+//!   unchecked: its `ServerSession` only sees messages re-chunked by its own
+//!   serializer after they passed these readers.
+//! - [`session`]: the sans-IO RTMP session core (bytes and time in, events
+//!   out): handshake, protocol control, connect/publish through rml_rtmp's
+//!   `ServerSession`, acknowledgements, and the media assembler (track
+//!   announcement, timestamp unwrapping and re-basing, bounded early-frame buffer).
+//! - [`server`]: the thin tokio driver (TCP or TLS) that feeds sessions,
+//!   enforces connection limits and timeouts, asks the [`PublishAuthorizer`],
+//!   and publishes into the [`vela_media::hub::StreamHub`].
+//! - [`tls`]: loading the RTMPS certificate; [`metrics`]: Prometheus metrics.
+//!
+//! The binary's entry points: [`server::serve_rtmp`] with an
+//! [`server::IngestContext`] (hub, authoriser, [`server::IngestLimits`]), the
+//! [`OpenAuthorizer`] for open mode, and [`tls::load_tls_config`].
 
 pub mod amf0;
 pub mod chunk;
