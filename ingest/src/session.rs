@@ -202,6 +202,14 @@ pub struct RtmpSession {
     last_ack_at: u64,
 }
 
+/// The application part of a connect's `app`: "live?token=..." and "live/" are "live".
+fn normalize_app(app: &str) -> &str {
+    app.split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/')
+}
+
 /// A stream key as logs may show it before it is known to be a public name:
 /// keys are credentials in key mode.
 pub fn redact(key: &str) -> String {
@@ -620,12 +628,7 @@ impl RtmpSession {
                 app_name,
             } => {
                 // "live?token=..." and "live/" name the same application.
-                let app = app_name
-                    .split('?')
-                    .next()
-                    .unwrap_or_default()
-                    .trim_end_matches('/')
-                    .to_string();
+                let app = normalize_app(&app_name).to_string();
                 if app == self.config.app {
                     self.server_call(|s| s.accept_request(request_id));
                 } else {
@@ -647,7 +650,7 @@ impl RtmpSession {
                 ..
             } => {
                 if self.pending_publish.is_some() || self.publishing.is_some() {
-                    tracing::warn!(stream = %self.stream_key, requested = %stream_key, "second publish on one connection refused");
+                    tracing::warn!(stream = %self.stream_key, requested = %redact(&stream_key), "second publish on one connection refused");
                     self.server_call(|s| {
                         s.reject_request(
                             request_id,
@@ -664,7 +667,7 @@ impl RtmpSession {
                     message_stream_id: self.current_message_stream_id,
                 });
                 self.events.push_back(SessionEvent::PublishRequested {
-                    app: app_name,
+                    app: normalize_app(&app_name).to_string(),
                     stream_key,
                 });
             }

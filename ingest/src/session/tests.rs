@@ -786,3 +786,26 @@ fn a_large_backward_jump_keeps_audio_from_going_back() {
     // After the re-base the 23 ms cadence continues (1014 ticks at 44.1 kHz, give or take rounding).
     assert!((1000..1030).contains(&(a[4].dts - a[3].dts)));
 }
+
+#[test]
+fn app_with_query_or_slash_is_the_live_app() {
+    for app in ["live?token=abc", "live/"] {
+        let mut h = Harness::new(SessionConfig::default());
+        let r = h.client.request_connection(app.into());
+        h.client_send(r);
+        assert!(
+            h.client_events
+                .contains(&ClientSessionEvent::ConnectionRequestAccepted),
+            "{app}"
+        );
+        let r = h
+            .client
+            .request_publishing("k".into(), PublishRequestType::Live);
+        h.client_send(r);
+        assert!(
+            matches!(h.events.last(), Some(SessionEvent::PublishRequested { app, .. }) if app == "live"),
+            "{:?}",
+            h.events
+        );
+    }
+}
