@@ -7,7 +7,8 @@
 //! handshake must complete within [`IngestLimits::handshake_timeout`] of
 //! accepting; afterwards a connection that sends nothing for
 //! [`IngestLimits::idle_timeout`] is closed, and so is one whose peer stops
-//! reading for as long. A semaphore caps concurrent connections; beyond the cap
+//! reading for as long, and so is one that has not published within
+//! [`IngestLimits::publish_timeout`]. A semaphore caps concurrent connections; beyond the cap
 //! new connections are closed at once, so idle sockets cost a file descriptor
 //! and a small buffer each until their deadline and never more than the cap.
 //!
@@ -49,6 +50,9 @@ pub struct IngestLimits {
     pub idle_timeout: Duration,
     /// Longest wait for the authoriser.
     pub authorize_timeout: Duration,
+    /// From accept (or the end of a publish) to an accepted publish: a
+    /// connection that only pings is not an ingest and gives its slot back.
+    pub publish_timeout: Duration,
     /// Bytes read from the socket at a time.
     pub read_buffer: usize,
     pub session: SessionConfig,
@@ -61,6 +65,7 @@ impl Default for IngestLimits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             authorize_timeout: Duration::from_secs(10),
+            publish_timeout: Duration::from_secs(30),
             read_buffer: 64 * 1024,
             session: SessionConfig::default(),
         }
@@ -248,6 +253,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     // Small until the handshake is done, so thousands of idle sockets stay cheap.
     let mut buf = vec![0u8; 4096];
     let mut last_input = Instant::now();
+    let mut publish_deadline = Some(last_input + limits.publish_timeout);
     let mut shutdown = conn.ctx.shutdown.subscribe();
     loop {
         if *shutdown.borrow_and_update() {
@@ -288,11 +294,19 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Err(e)) => return Ended::Io(e),
             Err(_) => return Ended::Timeout("write"),
         }
-        let (deadline, what) = if session.is_handshaking() {
+        match (&conn.held, publish_deadline) {
+            (Some(_), _) => publish_deadline = None,
+            (None, None) => publish_deadline = Some(Instant::now() + limits.publish_timeout),
+            (None, Some(_)) => {}
+        }
+        let (mut deadline, mut what) = if session.is_handshaking() {
             (handshake_deadline, "RTMP handshake")
         } else {
             (last_input + limits.idle_timeout, "idle connection")
         };
+        if let Some(p) = publish_deadline.filter(|&p| p < deadline) {
+            (deadline, what) = (p, "wait for a publish");
+        }
         let timer = session.poll_timeout().map(Instant::from_std);
         let wake = timer.map_or(deadline, |t| t.min(deadline));
         tokio::select! {

@@ -658,3 +658,44 @@ async fn shutdown_ends_publishes_cleanly() {
     assert!(!server.hub.is_publishing("bye"));
     let _ = ffmpeg.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_publishes_is_closed() {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    let limits = IngestLimits {
+        publish_timeout: Duration::from_millis(400),
+        ..IngestLimits::default()
+    };
+    let server = start_server(limits, None).await;
+    let mut sock = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let mut hs = Handshake::new(PeerType::Client);
+    sock.write_all(&hs.generate_outbound_p0_and_p1().unwrap())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = sock.read(&mut buf).await.unwrap();
+        if let HandshakeProcessResult::Completed { response_bytes, .. } =
+            hs.process_bytes(&buf[..n]).unwrap()
+        {
+            sock.write_all(&response_bytes).await.unwrap();
+            break;
+        }
+    }
+    let started = std::time::Instant::now();
+    // Handshake done, nothing else: the server gives up after the publish timeout,
+    // well before its 30 s idle timeout.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "closed by the server");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
