@@ -71,8 +71,10 @@ pub struct SessionConfig {
     pub chunk_limits: ChunkLimits,
     /// How long early frames wait for the other announced track's configuration.
     pub track_wait: Duration,
-    /// How many early frames wait at most (bounded buffer).
+    /// How many early frames wait at most (bounded buffer) ...
     pub max_pending_frames: usize,
+    /// ... and how many bytes they may hold together.
+    pub max_pending_bytes: usize,
     /// Media without any usable codec configuration for this long fails the session.
     pub header_timeout: Duration,
     /// A timestamp step larger than this (either way) is re-based.
@@ -86,6 +88,7 @@ impl Default for SessionConfig {
             chunk_limits: ChunkLimits::default(),
             track_wait: Duration::from_secs(1),
             max_pending_frames: 64,
+            max_pending_bytes: 32 << 20,
             header_timeout: Duration::from_secs(10),
             max_timestamp_jump: Duration::from_secs(10),
         }
@@ -893,6 +896,7 @@ pub struct MediaAssembler {
     audio: Option<AudioConfig>,
     announced: bool,
     pending: VecDeque<PendingFrame>,
+    pending_bytes: usize,
     first_pending_at: Option<Instant>,
     /// When media first arrived, until some configuration is known.
     media_without_config_since: Option<Instant>,
@@ -913,6 +917,7 @@ impl MediaAssembler {
             audio: None,
             announced: false,
             pending: VecDeque::new(),
+            pending_bytes: 0,
             first_pending_at: None,
             media_without_config_since: None,
             last_media_error: None,
@@ -1105,6 +1110,7 @@ impl MediaAssembler {
             return self.emit(f, out);
         }
         self.first_pending_at.get_or_insert(now);
+        self.pending_bytes += f.data.len();
         self.pending.push_back(f);
         self.maybe_announce(cfg, now, out);
     }
@@ -1142,6 +1148,7 @@ impl MediaAssembler {
             None => self.video.is_some() && self.audio.is_some(),
         };
         let buffer_full = self.pending.len() >= cfg.max_pending_frames
+            || self.pending_bytes >= cfg.max_pending_bytes
             || self.pending_span_ms() >= cfg.track_wait.as_millis() as i64
             || self
                 .first_pending_at
@@ -1205,6 +1212,7 @@ impl MediaAssembler {
         out.push_back(SessionEvent::Media(MediaEvent::Tracks(Arc::new(tracks))));
         self.announced = true;
         self.first_pending_at = None;
+        self.pending_bytes = 0;
         while let Some(f) = self.pending.pop_front() {
             self.emit(f, out);
         }

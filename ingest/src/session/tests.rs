@@ -809,3 +809,28 @@ fn app_with_query_or_slash_is_the_live_app() {
         );
     }
 }
+
+#[test]
+fn the_early_frame_buffer_is_bounded_in_bytes_too() {
+    let (vh, _, _) = fixture_headers();
+    let config = SessionConfig {
+        max_pending_bytes: 100_000,
+        ..SessionConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.publish("k");
+    let r = h.client.publish_metadata(&metadata(true, true));
+    h.client_send(r);
+    h.video(0, &vh);
+    // 30 KB frames, 1 ms apart: neither the frame count nor the media span nor the
+    // wall clock would announce yet; the byte bound does, at the fourth frame.
+    let mut big = vec![0x27, 1, 0, 0, 0];
+    big.extend_from_slice(&(30_000u32 - 4).to_be_bytes());
+    big.resize(5 + 30_000, 0x41);
+    for i in 0..4 {
+        assert!(h.media().is_empty(), "announced after {i} frames");
+        h.video(i, &big);
+    }
+    assert!(matches!(h.media()[0], MediaEvent::Tracks(_)));
+    assert_eq!(frames_of(&h, 1).len(), 4);
+}
