@@ -190,11 +190,25 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let http_task = tokio::spawn(async move { http.await });
 
     shutdown_signal().await;
-    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    tracing::info!("shutting down: no new connections; ending publishes cleanly");
     rtmp_task.abort();
     if let Some(t) = rtmps_task {
         t.abort();
     }
+    // Publishers are told to stop and their streams end cleanly (playlists get
+    // EXT-X-ENDLIST), rather than looking interrupted.
+    ingest.shutdown();
+    if tokio::time::timeout(Duration::from_secs(3), ingest.wait_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = ingest.connections(),
+            "some RTMP connections did not close in time"
+        );
+    }
+    // Let the packagers take in the streams' ends before HTTP stops.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = stop_tx.send(true);
     // Open requests (blocked playlist reloads, streamed segments) get a few
     // seconds; INTERFACE.md promises exit within 10 s.

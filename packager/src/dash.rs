@@ -62,7 +62,7 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
             " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
             rfc3339_ms(anchor),
             rfc3339_ms(now_ms),
-            iso_duration(cfg.segment_target),
+            iso_duration(cfg.part_target),
             iso_duration(cfg.dvr_window),
             iso_duration(f64::from(opts.target_latency_ms.max(500)) / 1000.0)
         );

@@ -7,6 +7,7 @@
 //! origin drives it and serves what it holds.
 pub mod boxes;
 pub mod dash;
+pub mod fuzzing;
 pub mod hls;
 pub mod live;
 pub mod smooth;
