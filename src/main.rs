@@ -5,6 +5,7 @@
 //! surface (flags, ports, URLs) is fixed in `shared/INTERFACE.md`.
 
 mod config;
+mod control;
 mod serve;
 
 use std::path::PathBuf;

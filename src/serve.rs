@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
+use vela_control_plane::{ControlPlane, ControlPlaneConfig, PublishMode as CpPublishMode};
 use vela_ingest::server::{serve_rtmp, IngestContext, IngestLimits};
-use vela_ingest::OpenAuthorizer;
 use vela_media::hub::{StreamHub, DEFAULT_CAPACITY};
 use vela_origin::{LiveRegistry, OriginState};
 
-use crate::config::{self, ConfigError, FileConfig, LiveConfig};
+use crate::config::{self, ConfigError, FileConfig, LiveConfig, PublishMode};
+use crate::control::{ControlPlaneAuthorizer, EntrySettings};
 use crate::ServeArgs;
 
 /// Everything `serve` needs, resolved from defaults, file and flags.
@@ -24,6 +25,7 @@ struct Settings {
     rtmps: Option<SocketAddr>,
     http: SocketAddr,
     h3: Option<SocketAddr>,
+    database: Option<String>,
     file: FileConfig,
 }
 
@@ -66,10 +68,13 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             "listen.rtmps needs a [tls] table with cert and key".into(),
         ));
     }
-    if args.database.is_some() || file.database.url.is_some() {
-        return Err(ConfigError::Invalid(
-            "--database / [database] url: the control plane is not part of this build yet".into(),
-        ));
+    let database = args.database.clone().or_else(|| file.database.url.clone());
+    if let Some(url) = &database {
+        if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(ConfigError::Invalid(
+                "--database: expected a postgres:// URL".into(),
+            ));
+        }
     }
     let data = args
         .data
@@ -81,6 +86,7 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
         rtmps,
         http,
         h3,
+        database,
         file,
     })
 }
@@ -137,30 +143,72 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         None => None,
     };
 
+    let host_of = |a: SocketAddr| {
+        if a.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            a.ip().to_string()
+        }
+    };
+    let public = &s.file.public;
+    let cp = ControlPlane::open(ControlPlaneConfig {
+        data_dir: s.data.clone(),
+        database_url: s.database.clone(),
+        publish_mode: match s.file.auth.publish {
+            PublishMode::Auto => CpPublishMode::Auto,
+            PublishMode::Open => CpPublishMode::Open,
+            PublishMode::Keys => CpPublishMode::Keys,
+        },
+        public_http_base: public
+            .http_base
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", host_of(s.http), s.http.port())),
+        public_rtmp_base: public
+            .rtmp_base
+            .clone()
+            .unwrap_or_else(|| format!("rtmp://{}:{}/live", host_of(s.rtmp), s.rtmp.port())),
+    })
+    .await
+    .context("control plane")?;
+
     let live_config: LiveConfig = s.file.live.clone();
     let hub = StreamHub::new(
         DEFAULT_CAPACITY,
         Duration::from_secs_f64(live_config.reconnect_grace_s),
     );
+    let entry_settings = EntrySettings::default();
     let settings_cfg = live_config.clone();
+    let per_entry = entry_settings.clone();
     let registry = LiveRegistry::attach(
         &hub,
-        Arc::new(move |name: &str| settings_cfg.for_stream(name)),
+        Arc::new(move |name: &str| {
+            let mut c = settings_cfg.for_stream(name);
+            if let Some(w) = per_entry.dvr_window(name) {
+                c.dvr_window = w;
+            }
+            c
+        }),
     );
     let mut origin = OriginState::new(registry);
     origin.dash_target_latency_ms = live_config.dash_target_latency_ms;
 
-    let app = vela_origin::router(origin).layer(axum::middleware::from_fn(
-        vela_origin::http::cors_and_metrics,
-    ));
+    let app = vela_origin::router(origin)
+        .merge(cp.router())
+        .layer(axum::middleware::from_fn(
+            vela_origin::http::cors_and_metrics,
+        ));
 
     let limits = IngestLimits {
         max_connections: s.file.limits.max_rtmp_connections,
         ..IngestLimits::default()
     };
+    let authorizer = ControlPlaneAuthorizer {
+        cp: cp.clone(),
+        settings: entry_settings,
+    };
     let ingest = Arc::new(IngestContext::new(
         hub.clone(),
-        Arc::new(OpenAuthorizer),
+        Arc::new(authorizer),
         limits,
     ));
 

@@ -1,0 +1,95 @@
+//! Glue between the control plane and the media side: publish authorisation
+//! for the RTMP ingest, live/offline status, and per-entry packaging settings.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use vela_control_plane::ControlPlane;
+use vela_ingest::{is_valid_open_key, PublishAuthorizer, Refusal};
+
+/// Per-stream overrides learnt at publish time (a live entry's DVR window),
+/// read synchronously when the stream's packager starts.
+#[derive(Clone, Default)]
+pub struct EntrySettings(Arc<RwLock<HashMap<String, f64>>>);
+
+impl EntrySettings {
+    pub fn dvr_window(&self, stream: &str) -> Option<f64> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(stream)
+            .copied()
+    }
+
+    fn set(&self, stream: &str, dvr_window_s: f64) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream.to_string(), dvr_window_s);
+    }
+}
+
+/// The ingest's authoriser, answered by the control plane: open mode while
+/// no live entries exist (or as configured), key mode otherwise.
+pub struct ControlPlaneAuthorizer {
+    pub cp: ControlPlane,
+    pub settings: EntrySettings,
+}
+
+impl PublishAuthorizer for ControlPlaneAuthorizer {
+    fn authorize(
+        &self,
+        app: &str,
+        stream_key: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<String, Refusal>> + Send + '_>> {
+        let app = app.to_string();
+        let key = stream_key.to_string();
+        Box::pin(async move {
+            let grant = self
+                .cp
+                .authorize_publish(&app, &key)
+                .await
+                .map_err(|r| Refusal::new(r.reason(), r.to_string()))?;
+            match &grant.entry_id {
+                Some(id) => {
+                    if let Ok(Some(entry)) = self.cp.entry(id).await {
+                        let w = entry.dvr_window_s as f64;
+                        if (4.0..=86_400.0).contains(&w) {
+                            self.settings.set(&grant.stream_name, w);
+                        }
+                    }
+                }
+                None => {
+                    // Open mode: the key becomes a URL path segment.
+                    if app != "live" {
+                        return Err(Refusal::new(
+                            "app",
+                            format!("application {app:?} is not served"),
+                        ));
+                    }
+                    if !is_valid_open_key(&key) {
+                        return Err(Refusal::new(
+                            "bad_key",
+                            "stream keys are 1-128 characters of A-Z a-z 0-9 _ . -",
+                        ));
+                    }
+                }
+            }
+            Ok(grant.stream_name)
+        })
+    }
+
+    fn publish_started(&self, name: &str) {
+        let cp = self.cp.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { cp.publish_started(&name).await });
+    }
+
+    fn publish_stopped(&self, name: &str) {
+        let cp = self.cp.clone();
+        let name = name.to_string();
+        tokio::spawn(async move { cp.publish_stopped(&name).await });
+    }
+}
