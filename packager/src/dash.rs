@@ -57,6 +57,11 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
         // suggestedPresentationDelay repeats the ServiceDescription's target:
         // players that ignore the latter (Shaka in low-latency mode) otherwise
         // start at the very edge (availabilityTimeOffset included) and stall.
+        // minimumUpdatePeriod is one part: with a SegmentTimeline a player
+        // learns of the next segment only from a fresh MPD, and a refresh
+        // every segment duration let dash.js and Shaka reach the end of the
+        // listed segments before the next one was known (a stall at every
+        // segment boundary, up to a whole segment long).
         let _ = write!(
             out,
             " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\"",
@@ -390,6 +395,10 @@ mod tests {
         assert_eq!(mpd["availabilityStartTime"], "2026-11-18T11:06:40.000Z");
         assert_eq!(mpd["timeShiftBufferDepth"], "PT120S");
         assert_eq!(mpd["suggestedPresentationDelay"], "PT1.5S");
+        assert_eq!(
+            mpd["minimumUpdatePeriod"],
+            crate::time_fmt::iso_duration(p.config().part_target)
+        );
         assert!(mpd.contains_key("minimumUpdatePeriod"));
         let reps: Vec<_> = els.iter().filter(|(n, _)| n == "Representation").collect();
         assert_eq!(reps.len(), 2);
