@@ -119,7 +119,7 @@
       v.addEventListener('waiting', () => {
         st.waitingCount++;
         if (st.playing && this._waitingAt == null) this._waitingAt = now();
-        this.log(`waiting ct=${v.currentTime.toFixed(3)}`);
+        this.log(`waiting ct=${v.currentTime.toFixed(3)} buffered ${this.bufferedText()}`);
       });
       v.addEventListener('playing', () => {
         this.log(`playing ct=${v.currentTime.toFixed(3)}`);
@@ -142,6 +142,25 @@
       }
       this._timers.push(setInterval(() => this._poll(), POLL_MS));
       this._timers.push(setInterval(() => this._sampleLatency(), LATENCY_MS));
+    }
+
+    bufferedText() {
+      const r = (tr) => {
+        const out = [];
+        for (let i = 0; i < tr.length; i++) out.push(`${tr.start(i).toFixed(3)}-${tr.end(i).toFixed(3)}`);
+        return out.join(',');
+      };
+      let s = `[${r(this.video.buffered)}]`;
+      try {
+        if (this.impl && this.impl.bufferedInfo) {
+          const b = this.impl.bufferedInfo();
+          const f = (l) => (l || []).map((x) => `${x.start.toFixed(3)}-${x.end.toFixed(3)}`).join(',');
+          s += ` video [${f(b.video)}] audio [${f(b.audio)}]`;
+        }
+      } catch (_) {
+        /* diagnostics only */
+      }
+      return s;
     }
 
     _endWaiting(cause) {
@@ -376,6 +395,9 @@
       const player = new shaka.Player();
       window.__shaka = player;
       player.configure({ streaming: { lowLatencyMode: true } });
+      // Experiments: ?shaka={"manifest":{"dash":{"autoCorrectDrift":false}}}
+      const extra = new URLSearchParams(location.search).get('shaka');
+      if (extra) player.configure(JSON.parse(extra));
       player.addEventListener('error', (ev) => {
         const e = ev.detail || {};
         const info = { source: 'shaka', severity: e.severity, category: e.category, code: e.code, data: errText(e.data).slice(0, 300) };
@@ -396,6 +418,7 @@
       return {
         obj: player,
         reportedLatency: () => player.getStats().liveLatency,
+        bufferedInfo: () => player.getBufferedInfo(),
         derivedLatency: () => {
           const d = player.getPlayheadTimeAsDate && player.getPlayheadTimeAsDate();
           return d ? (Date.now() - d.getTime()) / 1000 : null;
