@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Vela {
@@ -90,7 +94,11 @@ impl Vela {
             if let Ok((200, _)) = v.try_request("GET", "/api/v1/openapi.json", None, None) {
                 break;
             }
-            assert!(Instant::now() < deadline, "vela did not come up:\n{}", v.log());
+            assert!(
+                Instant::now() < deadline,
+                "vela did not come up:\n{}",
+                v.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         v
@@ -136,19 +144,32 @@ impl Vela {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-        let body = if chunked { dechunk(rest) } else { rest.to_string() };
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let body = if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_string()
+        };
         let v = serde_json::from_str(&body).unwrap_or(Value::Null);
         Ok((status, v))
     }
 
-    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         self.try_request(method, path, token, body.as_ref())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()))
     }
 
     fn admin_token(&self, secret_dir: &Path) -> String {
-        let secret = std::fs::read_to_string(secret_dir.join("admin-secret")).expect("admin-secret");
+        let secret =
+            std::fs::read_to_string(secret_dir.join("admin-secret")).expect("admin-secret");
         let (s, v) = self.request(
             "POST",
             "/api/v1/sessions",
@@ -201,9 +222,28 @@ fn dechunk(s: &str) -> String {
 fn ffmpeg_publish(url: &str, seconds: u32, log: &Path) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "warning", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc=size=320x240:rate=25:duration={seconds}")])
-        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:duration={seconds}")])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc=size=320x240:rate=25:duration={seconds}"),
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:duration={seconds}"),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+        ])
         .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -225,11 +265,18 @@ fn key_mode_publish_with_live_entry_key() {
     let id = e["id"].as_str().unwrap().to_string();
     let key = e["stream_key"].as_str().unwrap().to_string();
     assert_eq!(e["status"], "offline");
-    assert!(e["playback"]["hls"].as_str().unwrap().ends_with(&format!("/live/{id}/master.m3u8")));
+    assert!(e["playback"]["hls"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/live/{id}/master.m3u8")));
 
     // A wrong key is refused (now that a live entry exists, key mode is on).
     let wrong_log = v.data.path().join("ffmpeg-wrong.log");
-    let mut wrong = ffmpeg_publish(&format!("rtmp://127.0.0.1:{}/live/not-a-key", v.rtmp), 5, &wrong_log);
+    let mut wrong = ffmpeg_publish(
+        &format!("rtmp://127.0.0.1:{}/live/not-a-key", v.rtmp),
+        5,
+        &wrong_log,
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(st) = wrong.try_wait().unwrap() {
@@ -269,8 +316,18 @@ fn pg_url() -> (String, Option<String>) {
         .arg(std::process::id().to_string())
         .output()
         .expect("scripts/pg-test-server");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let url = String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim().to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
     (url, None)
 }
 
@@ -281,16 +338,29 @@ fn two_nodes_on_one_postgres() {
     let name = format!("vela_e2e_{}", std::process::id());
     let psql = Command::new("psql")
         .arg(&server)
-        .args(["-v", "ON_ERROR_STOP=1", "-c", &format!("CREATE DATABASE {name}")])
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
         .output()
         .expect("psql");
-    assert!(psql.status.success(), "{}", String::from_utf8_lossy(&psql.stderr));
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
     let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
 
     let a = Vela::start("node-a", Some(&url));
     let b = Vela::start("node-b", Some(&url));
     // The admin partner was created by whichever node migrated first.
-    let secret_dir = if a.state().join("admin-secret").exists() { a.state() } else { b.state() };
+    let secret_dir = if a.state().join("admin-secret").exists() {
+        a.state()
+    } else {
+        b.state()
+    };
     let tok = a.admin_token(&secret_dir);
     let (s, e) = a.request(
         "POST",
@@ -302,12 +372,20 @@ fn two_nodes_on_one_postgres() {
     let id = e["id"].as_str().unwrap();
     // Node B: the entry and the search hit, right away.
     let (s, got) = b.request("GET", &format!("/api/v1/entries/{id}"), Some(&tok), None);
-    assert_eq!((s, got["name"].as_str()), (200, Some("Aurora over the fjord")));
+    assert_eq!(
+        (s, got["name"].as_str()),
+        (200, Some("Aurora over the fjord"))
+    );
     let (s, r) = b.request("GET", "/api/v1/search?q=fjord", Some(&tok), None);
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["objects"][0]["entry"]["id"], id, "{r}");
     // And back: B edits, A searches.
-    let (s, _) = b.request("PATCH", &format!("/api/v1/entries/{id}"), Some(&tok), Some(json!({"description":"glacier"})));
+    let (s, _) = b.request(
+        "PATCH",
+        &format!("/api/v1/entries/{id}"),
+        Some(&tok),
+        Some(json!({"description":"glacier"})),
+    );
     assert_eq!(s, 200);
     let (_, r) = a.request("GET", "/api/v1/search?q=glacier", Some(&tok), None);
     assert_eq!(r["total_count"], 1, "{r}");

@@ -947,13 +947,14 @@ async fn load_entry(
         }
         return Err(ApiError::NotFound("entry"));
     }
+    let epoch = cp.cache_epoch();
     let e = cp
         .inner
         .db
         .get_entry(partner, id)
         .await?
         .ok_or(ApiError::NotFound("entry"))?;
-    Ok(cp.cache_put(e))
+    Ok(cp.cache_put(e, epoch))
 }
 
 /// Get an entry.
@@ -1222,18 +1223,29 @@ pub async fn search(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let ids: Vec<String> = hits.iter().map(|(id, _)| id.clone()).collect();
-    let rows = cp.inner.db.entries_by_ids(c.p, &ids).await?;
+    // Rows from the entry cache where possible, the rest from the database.
+    let mut rows: Vec<std::sync::Arc<EntryRow>> = Vec::with_capacity(hits.len());
+    let mut missing: Vec<String> = Vec::new();
+    for (id, _) in &hits {
+        match cp.cache_get(id) {
+            Some(e) if e.partner_id == c.p => rows.push(e),
+            _ => missing.push(id.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        let epoch = cp.cache_epoch();
+        for e in cp.inner.db.entries_by_ids(c.p, &missing).await? {
+            rows.push(cp.cache_put(e, epoch));
+        }
+    }
     let with_key = c.may("edit", None);
-    let objects = rows
+    let objects = hits
         .iter()
-        .filter_map(|e| {
-            hits.iter()
-                .find(|(id, _)| id == &e.id)
-                .map(|(_, s)| SearchHit {
-                    score: *s,
-                    entry: Entry::from_row(&cp, e, with_key),
-                })
+        .filter_map(|(id, score)| {
+            rows.iter().find(|e| &e.id == id).map(|e| SearchHit {
+                score: *score,
+                entry: Entry::from_row(&cp, e, with_key),
+            })
         })
         .collect();
     Ok(Json(SearchResults {

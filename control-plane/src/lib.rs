@@ -93,6 +93,10 @@ pub(crate) struct Inner {
     /// Entry cache for the embedded (single-process) SQLite backend.
     pub(crate) cache: Option<RwLock<HashMap<String, Arc<EntryRow>>>>,
     pub(crate) cfg: ControlPlaneConfig,
+    /// A background index sync is scheduled.
+    pub(crate) sync_pending: std::sync::atomic::AtomicBool,
+    /// Bumped by every cache invalidation.
+    pub(crate) cache_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// The control plane. Cheap to clone.
@@ -167,6 +171,8 @@ impl ControlPlane {
                 partners: RwLock::new(HashMap::new()),
                 cache,
                 cfg,
+                sync_pending: std::sync::atomic::AtomicBool::new(false),
+                cache_epoch: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         cp.refresh_partners().await?;
@@ -226,10 +232,22 @@ impl ControlPlane {
         self.inner.cache.as_ref()?.read().ok()?.get(id).cloned()
     }
 
-    pub(crate) fn cache_put(&self, e: EntryRow) -> Arc<EntryRow> {
+    /// The cache epoch, taken before a database read whose row may be cached.
+    pub(crate) fn cache_epoch(&self) -> u64 {
+        self.inner
+            .cache_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Caches a row read when the epoch was `epoch`, unless a write happened since (a
+    /// row read before a concurrent write must not outlive it in the cache).
+    pub(crate) fn cache_put(&self, e: EntryRow, epoch: u64) -> Arc<EntryRow> {
         let e = Arc::new(e);
         if let Some(c) = &self.inner.cache {
             if let Ok(mut w) = c.write() {
+                if self.cache_epoch() != epoch {
+                    return e;
+                }
                 if w.len() >= CACHE_MAX {
                     w.clear();
                 }
@@ -242,16 +260,33 @@ impl ControlPlane {
     pub(crate) fn cache_forget(&self, id: &str) {
         if let Some(c) = &self.inner.cache {
             if let Ok(mut w) = c.write() {
+                self.inner
+                    .cache_epoch
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 w.remove(id);
             }
         }
     }
 
-    /// Brings the search index up to date after a local write.
+    /// Brings the search index up to date after a local write. The index commit runs in
+    /// the background so that writes do not wait for it; searches catch up first anyway
+    /// (`sync` before every search), so a search right after a write still sees it.
+    /// Concurrent writes share one commit.
     pub(crate) async fn after_write(&self) {
-        if let Err(e) = self.inner.search.sync(&self.inner.db).await {
-            tracing::warn!(error = %e, "search index sync after write failed");
+        use std::sync::atomic::Ordering;
+        // Coalesce: at most one pending background sync, started 50 ms after the first
+        // write of a burst, so a stream of writes costs a few index commits per second.
+        if self.inner.sync_pending.swap(true, Ordering::AcqRel) {
+            return;
         }
+        let cp = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            cp.inner.sync_pending.store(false, Ordering::Release);
+            if let Err(e) = cp.inner.search.sync(&cp.inner.db).await {
+                tracing::warn!(error = %e, "search index sync after write failed");
+            }
+        });
     }
 
     /// Whether key mode is in force now.

@@ -13,19 +13,42 @@ use std::sync::{Arc, Mutex};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value,
-    STORED, STRING,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, STRING,
 };
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::db::{Db, EntryRow};
 use crate::error::SearchError;
 
-const SCHEMA_VERSION: &str = "v1";
+const SCHEMA_VERSION: &str = "v2";
+
+/// Entry ids (`0_` + 8 of `[0-9a-z]`) as a number, for a fast field (no doc store reads).
+pub fn id_to_u64(id: &str) -> u64 {
+    id.bytes().skip(2).fold(0u64, |acc, b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'z' => b - b'a' + 10,
+            _ => 0,
+        };
+        acc * 36 + d as u64
+    })
+}
+
+/// The inverse of [`id_to_u64`].
+pub fn u64_to_id(mut n: u64) -> String {
+    const A: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut buf = [b'0'; 8];
+    for slot in buf.iter_mut().rev() {
+        *slot = A[(n % 36) as usize];
+        n /= 36;
+    }
+    format!("0_{}", String::from_utf8_lossy(&buf))
+}
 
 #[derive(Clone, Copy)]
 struct Fields {
     id: Field,
+    id_num: Field,
     partner: Field,
     kind: Field,
     status: Field,
@@ -48,7 +71,8 @@ fn schema() -> (Schema, Fields) {
     );
     let num = NumericOptions::default().set_indexed().set_fast();
     let f = Fields {
-        id: b.add_text_field("id", STRING | STORED),
+        id: b.add_text_field("id", STRING),
+        id_num: b.add_u64_field("id_num", NumericOptions::default().set_fast()),
         partner: b.add_i64_field("partner", num.clone()),
         kind: b.add_text_field("kind", STRING),
         status: b.add_text_field("status", STRING),
@@ -181,6 +205,7 @@ impl SearchIndex {
         let f = &self.fields;
         let mut d = TantivyDocument::new();
         d.add_text(f.id, &e.id);
+        d.add_u64(f.id_num, id_to_u64(&e.id));
         d.add_i64(f.partner, e.partner_id);
         d.add_text(f.kind, &e.kind);
         d.add_text(f.status, &e.status);
@@ -404,11 +429,24 @@ impl SearchIndex {
         )?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
-            let d: TantivyDocument = searcher.doc(addr)?;
-            if let Some(id) = d.get_first(f.id).and_then(|v| v.as_str()) {
-                out.push((id.to_string(), score));
+            let col = searcher
+                .segment_reader(addr.segment_ord)
+                .fast_fields()
+                .u64("id_num")?;
+            if let Some(n) = col.first(addr.doc_id) {
+                out.push((u64_to_id(n), score));
             }
         }
         Ok((count, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn id_numbers_roundtrip() {
+        for id in ["0_00000000", "0_zzzzzzzz", "0_ab12cd34", "0_00999999"] {
+            assert_eq!(super::u64_to_id(super::id_to_u64(id)), id);
+        }
     }
 }
