@@ -20,14 +20,29 @@ use vela_media::{CodecConfig, MediaKind};
 use crate::live::{LivePackager, Rendition, Segment};
 use crate::time_fmt::{iso_duration, rfc3339_ms};
 
-/// Where the MPD's clock synchronisation points players.
+/// How the MPD is written for one request.
 #[derive(Debug, Clone, Default)]
 pub struct MpdOptions {
     /// Absolute URL of an `http-xsdate` time source (e.g. `http://host/time`).
     pub utc_timing_url: Option<String>,
     /// Target live latency for players, milliseconds.
     pub target_latency_ms: u32,
+    /// Common encryption of the media, if any.
+    pub protection: Option<DashProtection>,
 }
+
+/// Common encryption as the MPD describes it.
+#[derive(Debug, Clone, Default)]
+pub struct DashProtection {
+    /// The encrypted variant's tag in file names: `seg-N.TAG.m4s`, `init-V.TAG.mp4`.
+    pub tag: String,
+    /// `ContentProtection` elements for the video adaptation set (indented XML).
+    pub video: String,
+    /// ... and for the audio adaptation set.
+    pub audio: String,
+}
+
+const PROTECTION_NAMESPACES: &str = " xmlns:cenc=\"urn:mpeg:cenc:2013\" xmlns:mspr=\"urn:microsoft:playready\" xmlns:dashif=\"https://dashif.org/CPS\"";
 
 /// The MPD, or `None` before the stream has media.
 pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
@@ -46,6 +61,14 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
          profiles=\"urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019\"",
     );
+    if opts.protection.is_some() {
+        out.push_str(PROTECTION_NAMESPACES);
+    }
+    let tag = opts
+        .protection
+        .as_ref()
+        .map(|p| format!(".{}", p.tag))
+        .unwrap_or_default();
     if ended {
         let (start, end) = span_secs(lead);
         let _ = write!(
@@ -118,8 +141,22 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
                 out,
                 "    <AdaptationSet id=\"{set_id}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">"
             );
+            if let Some(protection) = &opts.protection {
+                out.push_str(match kind {
+                    MediaKind::Video => &protection.video,
+                    MediaKind::Audio => &protection.audio,
+                });
+            }
             for r in reps {
-                write_representation(&mut out, p, r, *first_msn, *last_msn, start_secs, ended);
+                write_representation(
+                    &mut out,
+                    p,
+                    r,
+                    (*first_msn, *last_msn),
+                    start_secs,
+                    ended,
+                    &tag,
+                );
             }
             out.push_str("    </AdaptationSet>\n");
         }
@@ -200,10 +237,10 @@ fn write_representation(
     out: &mut String,
     p: &LivePackager,
     r: &Rendition,
-    first_msn: u64,
-    last_msn: u64,
+    (first_msn, last_msn): (u64, u64),
     period_start_secs: f64,
     ended: bool,
+    tag: &str,
 ) {
     let ts = r.timescale();
     let segs: Vec<&Segment> = listed(r, ended)
@@ -247,7 +284,7 @@ fn write_representation(
     let pto = (period_start_secs * f64::from(ts)).round() as i64;
     let _ = write!(
         out,
-        "        <SegmentTemplate timescale=\"{ts}\" presentationTimeOffset=\"{pto}\" startNumber=\"{}\" initialization=\"$RepresentationID$/init-{init_version}.mp4\" media=\"$RepresentationID$/seg-$Number$.m4s\"",
+        "        <SegmentTemplate timescale=\"{ts}\" presentationTimeOffset=\"{pto}\" startNumber=\"{}\" initialization=\"$RepresentationID$/init-{init_version}{tag}.mp4\" media=\"$RepresentationID$/seg-$Number${tag}.m4s\"",
         first.msn
     );
     if !ended {
@@ -386,6 +423,7 @@ mod tests {
             &MpdOptions {
                 utc_timing_url: Some("http://h/time".into()),
                 target_latency_ms: 1500,
+                protection: None,
             },
         )
         .unwrap();
@@ -433,6 +471,38 @@ mod tests {
             + usize::from(v.building.as_ref().is_some_and(|b| !b.parts.is_empty()));
         assert_eq!(count, expected);
         assert_eq!(templates[0].1["startNumber"], v.segments[0].msn.to_string());
+    }
+
+    #[test]
+    fn protected_mpd_names_encrypted_files_and_carries_content_protection() {
+        let p = running();
+        let protection = DashProtection {
+            tag: "cenc".into(),
+            video: "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"cenc\" cenc:default_KID=\"00000000-0000-0000-0000-000000000001\"/>\n".into(),
+            audio: "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"cenc\" cenc:default_KID=\"00000000-0000-0000-0000-000000000002\"/>\n".into(),
+        };
+        let opts = MpdOptions {
+            protection: Some(protection),
+            ..Default::default()
+        };
+        let xml = mpd(&p, 0, &opts).unwrap();
+        let els = elements(&xml);
+        assert_eq!(els[0].1["xmlns:cenc"], "urn:mpeg:cenc:2013");
+        let cps: Vec<_> = els
+            .iter()
+            .filter(|(n, _)| n == "ContentProtection")
+            .collect();
+        assert_eq!(cps.len(), 2);
+        assert_eq!(
+            cps[1].1["cenc:default_KID"],
+            "00000000-0000-0000-0000-000000000002"
+        );
+        let t: Vec<_> = els.iter().filter(|(n, _)| n == "SegmentTemplate").collect();
+        assert_eq!(t[0].1["media"], "$RepresentationID$/seg-$Number$.cenc.m4s");
+        assert_eq!(
+            t[0].1["initialization"],
+            "$RepresentationID$/init-0.cenc.mp4"
+        );
     }
 
     #[test]

@@ -153,9 +153,51 @@ pub fn target_duration(p: &LivePackager) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Skip(pub bool);
 
+/// How a media playlist's media is encrypted: which variant of the files it
+/// names, and the `EXT-X-KEY` in force at each segment.
+pub struct HlsKeying<'a> {
+    /// The encrypted variant's tag in file names: `seg-N.TAG.m4s`.
+    pub tag: &'a str,
+    /// Whether the init segment is a protected variant too (`cbcs`: its
+    /// sample entry says so), rather than the clear one (`AES-128`).
+    pub protected_init: bool,
+    /// The `EXT-X-KEY` attributes for segment `msn` (they change at a key
+    /// rotation).
+    pub key_attributes: &'a dyn Fn(u64) -> String,
+}
+
+fn file_name(stem: &str, tag: Option<&str>, ext: &str) -> String {
+    match tag {
+        Some(t) => format!("{stem}.{t}.{ext}"),
+        None => format!("{stem}.{ext}"),
+    }
+}
+
 /// The media playlist of one rendition, or `None` if there is no such rendition.
 pub fn media_playlist(p: &LivePackager, rendition_id: &str, skip: Skip) -> Option<String> {
+    media_playlist_with(p, rendition_id, skip, None)
+}
+
+/// [`media_playlist`], with the media encrypted as `keying` says.
+pub fn media_playlist_with(
+    p: &LivePackager,
+    rendition_id: &str,
+    skip: Skip,
+    keying: Option<&HlsKeying>,
+) -> Option<String> {
     let r = p.rendition(rendition_id)?;
+    let tag = keying.map(|k| k.tag);
+    let init_tag = keying.filter(|k| k.protected_init).map(|k| k.tag);
+    let mut last_key: Option<String> = None;
+    let mut key_line = |out: &mut String, msn: u64| {
+        if let Some(k) = keying {
+            let attrs = (k.key_attributes)(msn);
+            if last_key.as_deref() != Some(attrs.as_str()) {
+                let _ = writeln!(out, "#EXT-X-KEY:{attrs}");
+                last_key = Some(attrs);
+            }
+        }
+    };
     let ts = f64::from(r.timescale());
     let target = target_duration(p);
     let part_target = part_target(p, r);
@@ -220,22 +262,24 @@ pub fn media_playlist(p: &LivePackager, rendition_id: &str, skip: Skip) -> Optio
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if last_init != Some(s.init_version) {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"init-{}.mp4\"", s.init_version);
+            let init = file_name(&format!("init-{}", s.init_version), init_tag, "mp4");
+            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{init}\"");
             last_init = Some(s.init_version);
         }
+        key_line(&mut out, s.msn);
         let _ = writeln!(
             out,
             "#EXT-X-PROGRAM-DATE-TIME:{}",
             rfc3339_ms(s.program_date_time_ms)
         );
         if s.end() > parts_from && !ended {
-            write_parts(&mut out, s.msn, &s.parts, ts);
+            write_parts(&mut out, s.msn, &s.parts, ts, tag);
         }
         let _ = writeln!(
             out,
-            "#EXTINF:{:.5},\nseg-{}.m4s",
+            "#EXTINF:{:.5},\n{}",
             s.duration as f64 / ts,
-            s.msn
+            file_name(&format!("seg-{}", s.msn), tag, "m4s")
         );
     }
     if let Some(b) = r.building.as_ref().filter(|_| !ended) {
@@ -244,14 +288,16 @@ pub fn media_playlist(p: &LivePackager, rendition_id: &str, skip: Skip) -> Optio
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
             if last_init != Some(b.init_version) {
-                let _ = writeln!(out, "#EXT-X-MAP:URI=\"init-{}.mp4\"", b.init_version);
+                let init = file_name(&format!("init-{}", b.init_version), init_tag, "mp4");
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{init}\"");
             }
+            key_line(&mut out, b.msn);
             let _ = writeln!(
                 out,
                 "#EXT-X-PROGRAM-DATE-TIME:{}",
                 rfc3339_ms(b.program_date_time_ms)
             );
-            write_parts(&mut out, b.msn, &b.parts, ts);
+            write_parts(&mut out, b.msn, &b.parts, ts, tag);
         }
     }
     if ended {
@@ -261,7 +307,8 @@ pub fn media_playlist(p: &LivePackager, rendition_id: &str, skip: Skip) -> Optio
     let (next_msn, next_part) = r.next_part();
     let _ = writeln!(
         out,
-        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-{next_msn}.{next_part}.m4s\""
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+        file_name(&format!("part-{next_msn}.{next_part}"), tag, "m4s")
     );
     for other in p.renditions().iter().filter(|o| o.id != r.id) {
         if let Some((msn, part)) = other.last_part() {
@@ -275,12 +322,19 @@ pub fn media_playlist(p: &LivePackager, rendition_id: &str, skip: Skip) -> Optio
     Some(out)
 }
 
-fn write_parts(out: &mut String, msn: u64, parts: &[crate::live::Part], ts: f64) {
+fn write_parts(
+    out: &mut String,
+    msn: u64,
+    parts: &[crate::live::Part],
+    ts: f64,
+    tag: Option<&str>,
+) {
     for (i, part) in parts.iter().enumerate() {
         let _ = write!(
             out,
-            "#EXT-X-PART:DURATION={:.5},URI=\"part-{msn}.{i}.m4s\"",
-            part.duration as f64 / ts
+            "#EXT-X-PART:DURATION={:.5},URI=\"{}\"",
+            part.duration as f64 / ts,
+            file_name(&format!("part-{msn}.{i}"), tag, "m4s")
         );
         if part.independent {
             out.push_str(",INDEPENDENT=YES");
@@ -396,6 +450,43 @@ mod tests {
         assert!(!text.contains("PRELOAD-HINT"));
         let total: f32 = m.segments.iter().map(|s| s.duration).sum();
         assert!((total - 20.5).abs() < 0.2, "total {total}");
+    }
+
+    #[test]
+    fn encrypted_playlist_names_the_variant_and_rotates_keys() {
+        let p = running();
+        let key_of = |msn: u64| format!("METHOD=AES-128,URI=\"/drm/keys/k{}\"", msn / 4);
+        let keying = HlsKeying {
+            tag: "aes",
+            protected_init: false,
+            key_attributes: &key_of,
+        };
+        let text = media_playlist_with(&p, "v1", Skip(false), Some(&keying)).unwrap();
+        let m = parse_media(&text);
+        assert!(
+            m.segments.iter().all(|s| s.uri.ends_with(".aes.m4s")),
+            "{text}"
+        );
+        assert!(
+            text.contains("#EXT-X-MAP:URI=\"init-0.mp4\""),
+            "AES-128 keeps the init clear"
+        );
+        let keys: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-KEY:"))
+            .collect();
+        let first = m.segments.first().map(|s| s.uri.clone()).unwrap();
+        assert!(keys.len() >= 2, "a key per rotation period: {keys:?}");
+        assert!(
+            m.segments[0].key.is_some(),
+            "the first segment ({first}) has its key"
+        );
+        assert!(text.contains(".aes.m4s\",INDEPENDENT=YES"));
+        let hint = text
+            .lines()
+            .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+            .unwrap();
+        assert!(hint.ends_with(".aes.m4s\""));
     }
 
     #[test]
