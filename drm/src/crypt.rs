@@ -44,12 +44,16 @@ pub fn aes_backend() -> &'static str {
 /// and incrementing as one 128-bit big-endian integer (NIST SP 800-38A,
 /// and what ISO/IEC 23001-7 'cenc' specifies with 8- or 16-byte IVs).
 pub fn aes128_ctr(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) {
-    let mut c = Ctr::new(key.into(), iv.into());
-    c.apply_keystream(data);
+    CtrStream::new(key, iv).apply(data);
 }
 
 /// A CTR keystream that continues across calls: 'cenc' encrypts the
 /// protected ranges of one sample as a single stream.
+///
+/// This is the `ctr` crate as it is: its backend encrypts 8 counter blocks
+/// per AES-NI call. A hand-rolled variant (fill a 2 KiB counter buffer, one
+/// `encrypt_blocks` call, XOR) measured slower (7.3 vs 8.8 GB/s best-of-N
+/// on 1 MiB), so it was dropped.
 pub struct CtrStream(Ctr);
 
 impl CtrStream {
@@ -186,6 +190,27 @@ mod tests {
         s.apply(a);
         s.apply(b);
         assert_eq!(again, data);
+    }
+
+    #[test]
+    fn ctr_stream_continues_across_any_split_and_the_counter_wrap() {
+        let key = [3u8; 16];
+        // Start near the 128-bit wrap to check the carry.
+        let iv = [0xffu8; 16];
+        let clear: Vec<u8> = (0..5000u32).map(|i| (i * 31) as u8).collect();
+        let mut want = clear.clone();
+        aes128_ctr(&key, &iv, &mut want);
+        for split in [0usize, 1, 15, 16, 17, 2047, 2048, 2049, 4999] {
+            let mut got = clear.clone();
+            let mut s = CtrStream::new(&key, &iv);
+            let (a, b) = got.split_at_mut(split);
+            s.apply(a);
+            let (b1, b2) = b.split_at_mut(b.len() / 3);
+            s.apply(b1);
+            s.apply(&mut []);
+            s.apply(b2);
+            assert_eq!(got, want, "split at {split}");
+        }
     }
 
     /// NIST SP 800-38A F.2.1 CBC-AES128.Encrypt (and F.2.2 decrypt).

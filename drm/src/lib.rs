@@ -56,6 +56,7 @@ mod bmff;
 pub mod cenc;
 pub mod clearkey;
 pub mod crypt;
+pub mod fuzzing;
 pub mod hls;
 pub mod keystore;
 pub mod pssh;
