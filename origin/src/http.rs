@@ -31,6 +31,7 @@ use vela_packager::{dash, hls, smooth, time_fmt, LivePackager};
 
 use crate::live::{LiveRegistry, LiveStream};
 use crate::metrics;
+use crate::protect::{DashMode, DrmPolicy, FileId, Protection};
 
 const PLAYLIST_CACHE: &str = "public, max-age=1";
 const ENDED_PLAYLIST_CACHE: &str = "public, max-age=60";
@@ -45,6 +46,8 @@ pub struct OriginState {
     pub first_media_wait: Duration,
     /// Target latency players are told in the MPD, milliseconds.
     pub dash_target_latency_ms: u32,
+    /// Keys and encryption policy; `None`: every stream is clear.
+    pub protection: Option<Arc<Protection>>,
 }
 
 impl OriginState {
@@ -53,6 +56,7 @@ impl OriginState {
             live,
             first_media_wait: Duration::from_secs(8),
             dash_target_latency_ms: 1500,
+            protection: None,
         }
     }
 }
@@ -68,6 +72,8 @@ pub enum OriginError {
     BadRequest(&'static str),
     #[error("not available yet")]
     NotYet,
+    #[error("internal error")]
+    Internal,
 }
 
 impl IntoResponse for OriginError {
@@ -76,6 +82,7 @@ impl IntoResponse for OriginError {
             OriginError::UnknownStream | OriginError::NotFound => StatusCode::NOT_FOUND,
             OriginError::BadRequest(_) => StatusCode::BAD_REQUEST,
             OriginError::NotYet => StatusCode::SERVICE_UNAVAILABLE,
+            OriginError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut res = (status, format!("{self}\n")).into_response();
         res.headers_mut()
@@ -95,6 +102,11 @@ pub fn router(state: OriginState) -> Router {
         .route("/live/{stream}/master.m3u8", get(master_playlist))
         .route("/live/{stream}/manifest.mpd", get(manifest_mpd))
         .route("/live/{stream}/Manifest", get(smooth_manifest))
+        .route("/drm/keys/{kid}", get(key_file))
+        .route(
+            "/drm/clearkey/license",
+            axum::routing::post(clearkey_license),
+        )
         .route("/live/{stream}/{rendition}/index.m3u8", get(media_playlist))
         .route("/live/{stream}/{rendition}/{file}", get(media_file))
         .with_state(state)
@@ -272,9 +284,24 @@ async fn manifest_mpd(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| is_plain_host(h));
+    let policy = policy_of(&state, &name);
+    let protection = match (&state.protection, policy.dash) {
+        (Some(prot), mode) if mode != DashMode::None => {
+            let license = format!(
+                "http://{}/drm/clearkey/license",
+                host.unwrap_or("localhost")
+            );
+            Some(
+                prot.dash_protection(&name, mode, &license)
+                    .ok_or(OriginError::Internal)?,
+            )
+        }
+        _ => None,
+    };
     let opts = dash::MpdOptions {
         utc_timing_url: host.map(|h| format!("http://{h}/time")),
         target_latency_ms: state.dash_target_latency_ms,
+        protection,
     };
     let p = s.read();
     let body = dash::mpd(&p, now_ms(), &opts).ok_or(OriginError::NotYet)?;
@@ -292,6 +319,10 @@ async fn smooth_manifest(
     headers: HeaderMap,
 ) -> OriginResult {
     let s = stream(&state, &name)?;
+    if !policy_of(&state, &name).serves_clear() {
+        // Smooth output is clear: a stream whose every format is protected has none.
+        return Err(OriginError::NotFound);
+    }
     wait_for_media(&state, &s).await?;
     // The manifest lists fragments once LookAheadFragmentCount more exist.
     let ready = |p: &LivePackager| p.is_ended() || smooth::client_manifest(p).is_some();
@@ -323,6 +354,85 @@ fn smooth_fragment(s: &LiveStream, file: &str, headers: &HeaderMap) -> OriginRes
         }
     })?;
     Ok(send_bytes(kind, &etag, data))
+}
+
+fn policy_of(state: &OriginState, stream: &str) -> DrmPolicy {
+    state
+        .protection
+        .as_ref()
+        .map(|p| p.policy(stream))
+        .unwrap_or_default()
+}
+
+/// A JSON error for the DRM routes (INTERFACE.md's API error shape).
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /drm/keys/{kid}`: the 16-byte content key of an HLS `EXT-X-KEY` URI.
+async fn key_file(State(state): State<OriginState>, Path(kid): Path<String>) -> Response {
+    let Some(prot) = &state.protection else {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "no such key");
+    };
+    let Some(kid) = crate::protect::parse_kid(&kid) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_kid",
+            "a key id is 32 hex digits",
+        );
+    };
+    match prot.keys.find_by_kid(&kid) {
+        Some(k) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, "private, no-store"),
+            ],
+            Bytes::copy_from_slice(&k.key),
+        )
+            .into_response(),
+        None => json_error(StatusCode::NOT_FOUND, "not_found", "no such key"),
+    }
+}
+
+/// `POST /drm/clearkey/license`: the W3C ClearKey licence exchange.
+async fn clearkey_license(State(state): State<OriginState>, body: Bytes) -> Response {
+    let Some(prot) = &state.protection else {
+        return json_error(StatusCode::NOT_FOUND, "not_found", "no keys on this server");
+    };
+    match vela_drm::clearkey::license_response(&body, |kid| {
+        prot.keys.find_by_kid(kid).map(|k| k.key)
+    }) {
+        Ok(json) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            json,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::info!(error = %e, "ClearKey licence request refused");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            (
+                status,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                e.to_json(),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// A Host header fit to be written into a URL.
@@ -408,7 +518,27 @@ async fn media_playlist(
         }
     }
     let p = s.read();
-    let body = hls::media_playlist(&p, &rid, hls::Skip(d.skip)).ok_or(OriginError::NotFound)?;
+    let policy = policy_of(&state, &name);
+    let body = match (&state.protection, policy.hls_tag()) {
+        (Some(prot), Some(tag)) => {
+            let kind = p
+                .rendition(&rid)
+                .map(|r| r.track.kind())
+                .ok_or(OriginError::NotFound)?;
+            let key_attributes = |msn: u64| {
+                prot.hls_key_attributes(&name, policy.hls, kind, msn)
+                    .unwrap_or_default()
+            };
+            let keying = hls::HlsKeying {
+                tag,
+                protected_init: tag != "aes",
+                key_attributes: &key_attributes,
+            };
+            hls::media_playlist_with(&p, &rid, hls::Skip(d.skip), Some(&keying))
+        }
+        _ => hls::media_playlist(&p, &rid, hls::Skip(d.skip)),
+    }
+    .ok_or(OriginError::NotFound)?;
     Ok(manifest_response(
         &headers,
         "application/vnd.apple.mpegurl",
@@ -425,22 +555,54 @@ enum MediaFile {
     Part(u64, usize),
 }
 
-fn parse_file(name: &str) -> Option<MediaFile> {
-    if let Some(v) = name
+/// Parses a media file name, with the encrypted variant's tag if any
+/// (`seg-N.cenc.m4s`); `None` for anything else.
+fn parse_file(name: &str) -> Option<(MediaFile, Option<&'static str>)> {
+    // A trailing `.TAG` before the extension names an encrypted variant.
+    let split_tag = |rest: &str| -> Option<(String, Option<&'static str>)> {
+        match rest.rsplit_once('.') {
+            Some((head, t)) if t.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                Some((head.to_string(), Some(crate::protect::known_tag(t)?)))
+            }
+            _ => Some((rest.to_string(), None)),
+        }
+    };
+    if let Some(r) = name
         .strip_prefix("init-")
         .and_then(|r| r.strip_suffix(".mp4"))
     {
-        return v.parse().ok().map(MediaFile::Init);
+        let (v, tag) = split_tag(r)?;
+        return Some((MediaFile::Init(v.parse().ok()?), tag));
     }
-    if let Some(n) = name
+    if let Some(r) = name
         .strip_prefix("seg-")
         .and_then(|r| r.strip_suffix(".m4s"))
     {
-        return n.parse().ok().map(MediaFile::Segment);
+        let (n, tag) = split_tag(r)?;
+        return Some((MediaFile::Segment(n.parse().ok()?), tag));
     }
-    let rest = name.strip_prefix("part-")?.strip_suffix(".m4s")?;
+    let (rest, tag) = split_tag(name.strip_prefix("part-")?.strip_suffix(".m4s")?)?;
     let (n, p) = rest.split_once('.')?;
-    Some(MediaFile::Part(n.parse().ok()?, p.parse().ok()?))
+    Some((MediaFile::Part(n.parse().ok()?, p.parse().ok()?), tag))
+}
+
+/// An encrypted variant to serve instead of the clear file.
+#[derive(Clone)]
+struct Variant {
+    protection: Arc<Protection>,
+    tag: &'static str,
+}
+
+impl Variant {
+    fn apply(&self, s: &LiveStream, rid: &str, file: FileId) -> Result<Option<Bytes>, OriginError> {
+        let p = s.read();
+        self.protection
+            .variant(&s.name, s.instance, &p, rid, self.tag, file)
+            .map_err(|e| {
+                tracing::error!(stream = s.name, rendition = rid, error = %e, "cannot encrypt");
+                OriginError::Internal
+            })
+    }
 }
 
 fn media_headers(kind: MediaKind, etag: &str, len: Option<usize>) -> HeaderMap {
@@ -467,26 +629,49 @@ async fn media_file(
 ) -> OriginResult {
     let s = stream(&state, &name)?;
     if rid.starts_with("QualityLevels(") {
+        if !policy_of(&state, &name).serves_clear() {
+            return Err(OriginError::NotFound);
+        }
         return smooth_fragment(&s, &file, &headers);
     }
-    let file = parse_file(&file).ok_or(OriginError::NotFound)?;
+    let (file, tag) = parse_file(&file).ok_or(OriginError::NotFound)?;
+    let policy = state
+        .protection
+        .as_ref()
+        .map(|p| p.policy(&name))
+        .unwrap_or_default();
+    if !policy.allows(tag) {
+        return Err(OriginError::NotFound);
+    }
+    let variant = match (tag, &state.protection) {
+        (Some(tag), Some(protection)) => Some(Variant {
+            protection: protection.clone(),
+            tag,
+        }),
+        (Some(_), None) => return Err(OriginError::NotFound),
+        (None, _) => None,
+    };
     let kind = s
         .read()
         .rendition(&rid)
         .map(|r| r.track.kind())
         .ok_or(OriginError::NotFound)?;
-    let etag = format!("\"{:x}-{rid}-{file:?}\"", s.instance).replace(['(', ')', ' ', ','], "");
+    let etag = format!(
+        "\"{:x}-{rid}-{file:?}-{}\"",
+        s.instance,
+        tag.unwrap_or("clear")
+    )
+    .replace(['(', ')', ' ', ','], "");
     if not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, media_headers(kind, &etag, None)).into_response());
     }
     match file {
         MediaFile::Init(v) => {
-            let data = s
-                .read()
-                .rendition(&rid)
-                .and_then(|r| r.init(v).cloned())
-                .ok_or(OriginError::NotFound)?;
-            Ok(send_bytes(kind, &etag, data))
+            let data = match &variant {
+                Some(var) => var.apply(&s, &rid, FileId::Init(v))?,
+                None => s.read().rendition(&rid).and_then(|r| r.init(v).cloned()),
+            };
+            Ok(send_bytes(kind, &etag, data.ok_or(OriginError::NotFound)?))
         }
         MediaFile::Part(msn, idx) => {
             let find = |p: &LivePackager| {
@@ -494,8 +679,17 @@ async fn media_file(
                     .and_then(|r| r.segment(msn))
                     .and_then(|seg| seg.parts.get(idx).map(|x| x.data.clone()))
             };
-            if let Some(data) = find(&s.read()) {
-                return Ok(send_bytes(kind, &etag, data));
+            let encrypt = |data: Bytes| -> Result<Bytes, OriginError> {
+                match &variant {
+                    Some(var) => var
+                        .apply(&s, &rid, FileId::Part(msn, idx))?
+                        .ok_or(OriginError::NotFound),
+                    None => Ok(data),
+                }
+            };
+            let found_now = find(&s.read());
+            if let Some(data) = found_now {
+                return Ok(send_bytes(kind, &etag, encrypt(data)?));
             }
             // A part that is about to be written (the preload hint, or one
             // just past it): hold the request until it exists.
@@ -520,11 +714,10 @@ async fn media_file(
                 found.is_some() || p.is_ended()
             })
             .await;
-            found
-                .map(|d| send_bytes(kind, &etag, d))
-                .ok_or(OriginError::NotFound)
+            let data = found.ok_or(OriginError::NotFound)?;
+            Ok(send_bytes(kind, &etag, encrypt(data)?))
         }
-        MediaFile::Segment(msn) => segment_response(&s, &rid, kind, &etag, msn).await,
+        MediaFile::Segment(msn) => segment_response(&s, &rid, kind, &etag, msn, variant).await,
     }
 }
 
@@ -546,7 +739,26 @@ async fn segment_response(
     kind: MediaKind,
     etag: &str,
     msn: u64,
+    variant: Option<Variant>,
 ) -> OriginResult {
+    if let Some(var) = &variant {
+        // A complete segment's variant is made (and cached) in one piece.
+        let complete = s
+            .read()
+            .rendition(rid)
+            .is_some_and(|r| r.segments.iter().any(|seg| seg.msn == msn));
+        if complete {
+            let data = var
+                .apply(s, rid, FileId::Segment(msn))?
+                .ok_or(OriginError::NotFound)?;
+            return Ok(send_bytes(kind, etag, data));
+        }
+        if var.tag == "aes" {
+            // Whole-segment CBC cannot be streamed before the segment ends;
+            // HLS players ask for complete segments only.
+            return Err(OriginError::NotFound);
+        }
+    }
     let (complete, upcoming, wait) = {
         let p = s.read();
         let r = p.rendition(rid).ok_or(OriginError::NotFound)?;
@@ -592,6 +804,7 @@ async fn segment_response(
         msn,
         next: 0,
         wait,
+        variant,
     };
     let body = futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -612,6 +825,17 @@ async fn segment_response(
                 }
             };
             if let Some(chunk) = chunk {
+                let chunk = match &st.variant {
+                    // Each part of a common-encryption segment is encrypted
+                    // on its own, so the parts back to back are the segment.
+                    Some(var) => {
+                        match var.apply(&st.stream, &st.rid, FileId::Part(st.msn, st.next)) {
+                            Ok(Some(c)) => c,
+                            _ => return None,
+                        }
+                    }
+                    None => chunk,
+                };
                 st.next += 1;
                 metrics::HTTP_BYTES_OUT.inc_by(chunk.len() as u64);
                 return Some((Ok::<_, std::io::Error>(chunk), st));
@@ -634,6 +858,7 @@ async fn segment_response(
 }
 
 struct ChunkState {
+    variant: Option<Variant>,
     stream: Arc<LiveStream>,
     rid: String,
     msn: u64,
@@ -673,8 +898,16 @@ mod tests {
             dts: i * 3000,
             cts_offset: 0,
             keyframe: i % 30 == 0,
-            data: Bytes::from(vec![1u8; 50]),
+            data: nal_frame(i % 30 == 0),
         })
+    }
+
+    /// One 4-byte length-prefixed H.264 slice NAL unit (IDR or not) with a
+    /// payload long enough for subsample encryption.
+    fn nal_frame(idr: bool) -> Bytes {
+        let mut v = vec![0, 0, 0, 96, if idr { 0x65 } else { 0x41 }];
+        v.extend((0..95u8).map(|i| i.wrapping_mul(7)));
+        Bytes::from(v)
     }
 
     fn setup() -> (StreamHub, Router) {
@@ -886,11 +1119,138 @@ mod tests {
         assert_eq!(headers[header::CACHE_CONTROL], ENDED_PLAYLIST_CACHE);
     }
 
+    #[tokio::test]
+    async fn protected_stream_serves_only_encrypted_variants() {
+        use crate::protect::{DashMode, DrmPolicy, HlsMode, Protection};
+        let dir = std::env::temp_dir().join(format!("vela-origin-keys-{}", std::process::id()));
+        let keys = vela_drm::KeyStore::open(&dir, None).unwrap();
+        let policy = DrmPolicy {
+            hls: HlsMode::Aes128,
+            dash: DashMode::Cenc,
+        };
+        let hub = StreamHub::new(4096, Duration::from_secs(1));
+        let live = LiveRegistry::attach(&hub, StdArc::new(|_: &str| PackagerConfig::default()));
+        let mut state = OriginState::new(live);
+        state.protection = Some(StdArc::new(Protection::new(
+            keys,
+            StdArc::new(move |_: &str| policy),
+        )));
+        let app = router(state);
+        let publisher = hub.publish("show").unwrap();
+        publisher.send(tracks());
+        for i in 0..200 {
+            publisher.send(frame(i));
+        }
+        settle().await;
+
+        // Every format is protected: no clear media at all.
+        assert_eq!(
+            get(&app, "/live/show/v1/seg-0.m4s").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&app, "/live/show/v1/part-0.0.m4s").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&app, "/live/show/Manifest").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            get(&app, "/live/show/v1/seg-0.cbcs.m4s").await.0,
+            StatusCode::NOT_FOUND,
+            "not this stream's scheme"
+        );
+
+        // HLS AES-128.
+        let (_, _, body) = get(&app, "/live/show/v1/index.m3u8").await;
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        let key_line = text
+            .lines()
+            .find(|l| l.starts_with("#EXT-X-KEY:METHOD=AES-128,URI="))
+            .expect(&text);
+        assert!(text.contains("seg-0.aes.m4s"));
+        let uri = key_line.split('"').nth(1).unwrap();
+        let (status, headers, key) = get(&app, uri).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(key.len(), 16);
+        assert_eq!(headers[header::CACHE_CONTROL], "private, no-store");
+        let (status, _, enc) = get(&app, "/live/show/v1/seg-0.aes.m4s").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(enc.len() % 16, 0);
+        // Decrypt independently (AES-128-CBC, IV = the sequence number 0, PKCS#7).
+        let key: [u8; 16] = key[..].try_into().unwrap();
+        let clear =
+            vela_drm::crypt::aes128_cbc_pkcs7_decrypt(&key, &[0u8; 16], &enc).expect("decrypts");
+        assert_eq!(&clear[4..8], b"moof");
+
+        // DASH cenc.
+        let (_, _, body) = get(&app, "/live/show/manifest.mpd").await;
+        let mpd = String::from_utf8(body.to_vec()).unwrap();
+        assert!(mpd.contains("cenc:default_KID=\""), "{mpd}");
+        assert!(mpd.contains("seg-$Number$.cenc.m4s"));
+        let (status, _, init) = get(&app, "/live/show/v1/init-0.cenc.mp4").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(init.windows(4).any(|w| w == b"encv") && init.windows(4).any(|w| w == b"pssh"));
+        let (_, _, seg) = get(&app, "/live/show/v1/seg-0.cenc.m4s").await;
+        let (_, _, p0) = get(&app, "/live/show/v1/part-0.0.cenc.m4s").await;
+        assert!(
+            seg.starts_with(&p0),
+            "an encrypted segment is its encrypted parts"
+        );
+        assert!(p0.windows(4).any(|w| w == b"senc"));
+
+        // ClearKey licence for the video key id.
+        let kid_uuid = mpd
+            .split("cenc:default_KID=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let kid = crate::protect::parse_kid(kid_uuid).unwrap();
+        let b64 = vela_drm::clearkey::b64url(&kid);
+        let req = HttpRequest::post("/drm/clearkey/license")
+            .body(Body::from(format!(
+                "{{\"kids\":[\"{b64}\"],\"type\":\"temporary\"}}"
+            )))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let json = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&json).contains(&b64));
+        let bad = HttpRequest::post("/drm/clearkey/license")
+            .body(Body::from("{nope"))
+            .unwrap();
+        let res = app.clone().oneshot(bad).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn parses_file_names_and_directives() {
-        assert_eq!(parse_file("seg-12.m4s"), Some(MediaFile::Segment(12)));
-        assert_eq!(parse_file("part-12.3.m4s"), Some(MediaFile::Part(12, 3)));
-        assert_eq!(parse_file("init-0.mp4"), Some(MediaFile::Init(0)));
+        assert_eq!(
+            parse_file("seg-12.m4s"),
+            Some((MediaFile::Segment(12), None))
+        );
+        assert_eq!(
+            parse_file("part-12.3.m4s"),
+            Some((MediaFile::Part(12, 3), None))
+        );
+        assert_eq!(parse_file("init-0.mp4"), Some((MediaFile::Init(0), None)));
+        assert_eq!(
+            parse_file("seg-12.cenc.m4s"),
+            Some((MediaFile::Segment(12), Some("cenc")))
+        );
+        assert_eq!(
+            parse_file("part-12.3.aes.m4s"),
+            Some((MediaFile::Part(12, 3), Some("aes")))
+        );
+        assert_eq!(
+            parse_file("init-1.cbcs.mp4"),
+            Some((MediaFile::Init(1), Some("cbcs")))
+        );
+        assert_eq!(parse_file("seg-12.xyz.m4s"), None);
         assert_eq!(parse_file("seg-x.m4s"), None);
         assert_eq!(parse_file("../../etc/passwd"), None);
         assert_eq!(

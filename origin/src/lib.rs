@@ -10,6 +10,7 @@
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod protect;
 
 pub use http::{router, OriginState};
 pub use live::{LiveRegistry, LiveStream, StreamSettings};

@@ -163,11 +163,10 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
         out.push_str("  </Period>\n");
     }
     if !ended {
-        let _ = writeln!(
-            out,
-            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>",
-            rfc3339_ms(now_ms)
-        );
+        // The time source first: players use the first scheme they support,
+        // and the direct value is as old as the MPD in hand (up to its
+        // max-age in a browser's cache), which made dash.js's clock up to a
+        // second slow and its latency figure that much too low.
         if let Some(url) = &opts.utc_timing_url {
             let _ = writeln!(
                 out,
@@ -175,6 +174,11 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
                 xml_escape(url)
             );
         }
+        let _ = writeln!(
+            out,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"{}\"/>",
+            rfc3339_ms(now_ms)
+        );
     }
     out.push_str("</MPD>\n");
     Some(out)
@@ -360,7 +364,7 @@ fn frame_rate_attr(f: f64) -> String {
     }
 }
 
-pub(crate) fn xml_escape(s: &str) -> String {
+pub fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -1,0 +1,390 @@
+//! Encryption on the way out: per-stream policy, encrypted variants of the
+//! packager's files, and the key and ClearKey licence routes.
+//!
+//! The packager keeps one clear copy of every segment and part. A protected
+//! format names its own variant of each file (`seg-N.cenc.m4s`,
+//! `part-N.P.aes.m4s`, `init-V.cbcs.mp4`); the first request for a variant
+//! encrypts it and caches the result with the stream, so each byte is
+//! encrypted once per output format, not once per request, and the cache
+//! empties as segments leave the DVR window.
+//!
+//! Variants: `aes` (HLS `METHOD=AES-128`: whole files in AES-128-CBC, the
+//! init segment stays clear), `cbcs` (HLS `SAMPLE-AES` and DASH `cbcs`: one
+//! set of files serves both), `cenc` (DASH `cenc`). HLS AES-128 uses one key
+//! per key period for all renditions (rotation every N segments when the key
+//! store is set to rotate); `cenc`/`cbcs` use one key per track kind.
+//!
+//! When every format of a stream is protected, its clear files are not
+//! served at all.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use vela_drm::{cenc, hls as drm_hls, pssh, ContentKey, KeyStore, Scheme, SystemId};
+use vela_media::{CodecConfig, MediaKind};
+use vela_packager::dash::DashProtection;
+use vela_packager::LivePackager;
+
+/// HLS protection of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HlsMode {
+    #[default]
+    None,
+    Aes128,
+    SampleAes,
+}
+
+/// DASH protection of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DashMode {
+    #[default]
+    None,
+    Cenc,
+    Cbcs,
+}
+
+/// A stream's encryption policy (INTERFACE.md: `[drm]` / an entry's `drm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DrmPolicy {
+    pub hls: HlsMode,
+    pub dash: DashMode,
+}
+
+impl DrmPolicy {
+    pub fn is_clear(&self) -> bool {
+        self.hls == HlsMode::None && self.dash == DashMode::None
+    }
+
+    /// Whether some format plays the clear files.
+    pub fn serves_clear(&self) -> bool {
+        self.hls == HlsMode::None || self.dash == DashMode::None
+    }
+
+    /// The file variant HLS playlists name, if encrypted.
+    pub fn hls_tag(&self) -> Option<&'static str> {
+        match self.hls {
+            HlsMode::None => None,
+            HlsMode::Aes128 => Some("aes"),
+            HlsMode::SampleAes => Some("cbcs"),
+        }
+    }
+
+    pub fn dash_tag(&self) -> Option<&'static str> {
+        match self.dash {
+            DashMode::None => None,
+            DashMode::Cenc => Some("cenc"),
+            DashMode::Cbcs => Some("cbcs"),
+        }
+    }
+
+    /// Whether a request may have the variant `tag` (`None`: clear).
+    pub fn allows(&self, tag: Option<&str>) -> bool {
+        match tag {
+            None => self.serves_clear(),
+            Some(t) => self.hls_tag() == Some(t) || self.dash_tag() == Some(t),
+        }
+    }
+}
+
+/// Why an encrypted variant could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtectError {
+    #[error("key store: {0}")]
+    Keys(vela_drm::DrmError),
+    #[error("encryption: {0}")]
+    Encrypt(vela_drm::DrmError),
+}
+
+/// Keys, policy and the cache of encrypted variants.
+pub struct Protection {
+    pub keys: KeyStore,
+    policy: Arc<dyn Fn(&str) -> DrmPolicy + Send + Sync>,
+    /// (stream instance, rendition, tag, msn, part or `None` for the whole
+    /// segment or for the init segment with msn = version) -> bytes.
+    cache: Mutex<HashMap<CacheKey, Bytes>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    stream: String,
+    instance: u64,
+    rendition: String,
+    tag: &'static str,
+    file: FileId,
+}
+
+/// Which file of a rendition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileId {
+    Init(u32),
+    Segment(u64),
+    Part(u64, usize),
+}
+
+impl FileId {
+    fn msn(&self) -> Option<u64> {
+        match self {
+            FileId::Init(_) => None,
+            FileId::Segment(m) | FileId::Part(m, _) => Some(*m),
+        }
+    }
+}
+
+fn scheme_of(tag: &str) -> Option<Scheme> {
+    match tag {
+        "cenc" => Some(Scheme::Cenc),
+        "cbcs" => Some(Scheme::Cbcs),
+        _ => None,
+    }
+}
+
+/// Canonical form of a variant tag from a URL.
+pub fn known_tag(tag: &str) -> Option<&'static str> {
+    ["aes", "cenc", "cbcs"].into_iter().find(|t| *t == tag)
+}
+
+impl Protection {
+    pub fn new(keys: KeyStore, policy: Arc<dyn Fn(&str) -> DrmPolicy + Send + Sync>) -> Self {
+        Protection {
+            keys,
+            policy,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn policy(&self, stream: &str) -> DrmPolicy {
+        (self.policy)(stream)
+    }
+
+    /// The key of a variant's media: AES-128 follows the rotation; the
+    /// common-encryption schemes keep one key per track kind.
+    pub fn key_for(
+        &self,
+        stream: &str,
+        tag: &str,
+        kind: MediaKind,
+        msn: u64,
+    ) -> Result<ContentKey, ProtectError> {
+        let r = if tag == "aes" {
+            self.keys.key(stream, None, msn)
+        } else {
+            self.keys.key(stream, Some(kind), 0)
+        };
+        r.map_err(ProtectError::Keys)
+    }
+
+    /// The `EXT-X-KEY` attributes of a stream's HLS playlists at `msn`.
+    pub fn hls_key_attributes(
+        &self,
+        stream: &str,
+        mode: HlsMode,
+        kind: MediaKind,
+        msn: u64,
+    ) -> Option<String> {
+        match mode {
+            HlsMode::None => None,
+            HlsMode::Aes128 => {
+                let key = self.key_for(stream, "aes", kind, msn).ok()?;
+                Some(format!(
+                    "METHOD=AES-128,URI=\"/drm/keys/{}\"",
+                    hex(&key.kid)
+                ))
+            }
+            HlsMode::SampleAes => {
+                let key = self.key_for(stream, "cbcs", kind, msn).ok()?;
+                Some(format!(
+                    "METHOD=SAMPLE-AES,URI=\"/drm/keys/{}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\",IV=0x{}",
+                    hex(&key.kid),
+                    hex(&key.iv)
+                ))
+            }
+        }
+    }
+
+    /// The MPD's protection description for a stream, or `None` when clear.
+    pub fn dash_protection(
+        &self,
+        stream: &str,
+        mode: DashMode,
+        license_url: &str,
+    ) -> Option<DashProtection> {
+        let tag = match mode {
+            DashMode::None => return None,
+            DashMode::Cenc => "cenc",
+            DashMode::Cbcs => "cbcs",
+        };
+        let scheme = scheme_of(tag)?;
+        let block = |kind: MediaKind| -> Option<String> {
+            let key = self.key_for(stream, tag, kind, 0).ok()?;
+            let kids = [key.kid];
+            let url = vela_packager::dash::xml_escape(license_url);
+            Some(format!(
+                concat!(
+                    "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"{scheme}\" cenc:default_KID=\"{kid}\"/>\n",
+                    "      <ContentProtection schemeIdUri=\"urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e\" value=\"ClearKey1.0\">\n",
+                    "        <dashif:Laurl>{url}</dashif:Laurl>\n",
+                    "      </ContentProtection>\n",
+                    "      <ContentProtection schemeIdUri=\"{ck}\" value=\"ClearKey1.0\">\n",
+                    "        <dashif:Laurl>{url}</dashif:Laurl>\n",
+                    "        <cenc:pssh>{ck_pssh}</cenc:pssh>\n",
+                    "      </ContentProtection>\n",
+                    "      <ContentProtection schemeIdUri=\"{wv}\" value=\"Widevine\">\n",
+                    "        <cenc:pssh>{wv_pssh}</cenc:pssh>\n",
+                    "      </ContentProtection>\n",
+                    "      <ContentProtection schemeIdUri=\"{pr}\" value=\"MSPR 2.0\">\n",
+                    "        <mspr:pro>{pro}</mspr:pro>\n",
+                    "        <cenc:pssh>{pr_pssh}</cenc:pssh>\n",
+                    "      </ContentProtection>\n"
+                ),
+                scheme = scheme.as_str(),
+                kid = pssh::uuid_string(&key.kid),
+                url = url,
+                ck = SystemId::ClearKey.scheme_id_uri(),
+                ck_pssh = pssh::pssh_base64(SystemId::ClearKey, scheme, &kids),
+                wv = SystemId::Widevine.scheme_id_uri(),
+                wv_pssh = pssh::pssh_base64(SystemId::Widevine, scheme, &kids),
+                pr = SystemId::PlayReady.scheme_id_uri(),
+                pro = pssh::playready_pro_base64(scheme, &kids, None),
+                pr_pssh = pssh::pssh_base64(SystemId::PlayReady, scheme, &kids),
+            ))
+        };
+        Some(DashProtection {
+            tag: tag.to_string(),
+            video: block(MediaKind::Video)?,
+            audio: block(MediaKind::Audio)?,
+        })
+    }
+
+    /// The `tag` variant of one file, from the cache or encrypted now.
+    /// `None` when the clear file does not exist.
+    pub fn variant(
+        &self,
+        stream: &str,
+        instance: u64,
+        p: &LivePackager,
+        rid: &str,
+        tag: &'static str,
+        file: FileId,
+    ) -> Result<Option<Bytes>, ProtectError> {
+        let Some(r) = p.rendition(rid) else {
+            return Ok(None);
+        };
+        let key = CacheKey {
+            stream: stream.to_string(),
+            instance,
+            rendition: rid.to_string(),
+            tag,
+            file,
+        };
+        if let Some(b) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Some(b.clone()));
+        }
+        let kind = r.track.kind();
+        let config: &CodecConfig = &r.track.config;
+        let out = match (tag, file) {
+            // AES-128 keeps the init segment clear (the playlist's EXT-X-MAP
+            // precedes its EXT-X-KEY).
+            ("aes", FileId::Init(v)) => r.init(v).cloned(),
+            ("aes", FileId::Segment(msn)) => match r.segments.iter().find(|s| s.msn == msn) {
+                Some(seg) => {
+                    let clear: Vec<u8> = seg.chunks().flat_map(|c| c.iter().copied()).collect();
+                    let k = self.key_for(stream, tag, kind, msn)?;
+                    Some(drm_hls::encrypt_segment(&k, msn, &clear))
+                }
+                None => None,
+            },
+            ("aes", FileId::Part(msn, i)) => match r.segment(msn).and_then(|s| s.parts.get(i)) {
+                Some(part) => {
+                    let k = self.key_for(stream, tag, kind, msn)?;
+                    Some(drm_hls::encrypt_segment(&k, msn, &part.data))
+                }
+                None => None,
+            },
+            (_, FileId::Init(v)) => match (r.init(v), scheme_of(tag)) {
+                (Some(init), Some(scheme)) => {
+                    let k = self.key_for(stream, tag, kind, 0)?;
+                    Some(
+                        cenc::protect_init(init, scheme, &k, &SystemId::ALL)
+                            .map_err(ProtectError::Encrypt)?,
+                    )
+                }
+                _ => None,
+            },
+            (_, FileId::Part(msn, i)) => {
+                match (r.segment(msn).and_then(|s| s.parts.get(i)), scheme_of(tag)) {
+                    (Some(part), Some(scheme)) => {
+                        let k = self.key_for(stream, tag, kind, 0)?;
+                        let seed = cenc::iv_seed(r.track.id, msn, i as u32);
+                        Some(
+                            cenc::protect_fragment(&part.data, scheme, &k, config, seed)
+                                .map_err(ProtectError::Encrypt)?,
+                        )
+                    }
+                    _ => None,
+                }
+            }
+            (_, FileId::Segment(msn)) => {
+                // The segment is its encrypted parts back to back, so a part
+                // and its segment agree byte for byte.
+                let Some(seg) = r.segments.iter().find(|s| s.msn == msn) else {
+                    return Ok(None);
+                };
+                let mut whole = Vec::with_capacity(seg.size() + seg.parts.len() * 256);
+                for i in 0..seg.parts.len() {
+                    match self.variant(stream, instance, p, rid, tag, FileId::Part(msn, i))? {
+                        Some(b) => whole.extend_from_slice(&b),
+                        None => return Ok(None),
+                    }
+                }
+                Some(Bytes::from(whole))
+            }
+        };
+        if let Some(b) = &out {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget what has left this rendition's window, and earlier
+            // streams of the same name.
+            let first = r.segments.front().map(|s| s.msn).unwrap_or(0);
+            cache.retain(|k, _| {
+                if k.stream != stream {
+                    return true;
+                }
+                k.instance == instance
+                    && !(k.rendition == rid && k.file.msn().is_some_and(|m| m < first))
+            });
+            cache.insert(key, b.clone());
+        }
+        Ok(out)
+    }
+
+    /// Bytes held by the cache of encrypted variants.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|b| b.len())
+            .sum()
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn parse_kid(s: &str) -> Option<[u8; 16]> {
+    let s = s.replace('-', "");
+    if s.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
