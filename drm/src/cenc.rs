@@ -4,7 +4,7 @@
 //! [`protect_fragment`] takes clear bytes as `vela_packager::boxes::fragment`
 //! writes them — one or more `moof`(`mfhd`, `traf`(`tfhd`, `tfdt`, `trun`)) +
 //! `mdat` pairs, optionally preceded by `styp`/`sidx`/`prft`/`emsg` — parses
-//! them with the small reader in [`crate::bmff`], encrypts the sample bytes in
+//! them with the small reader in `bmff` (a small box reader of this crate), encrypts the sample bytes in
 //! the copy it writes, and writes each `moof` anew with `saiz`, `saio` and
 //! `senc` added to the `traf`. Because the `moof` grows, the `trun`
 //! `data_offset` (relative to the `moof`, default-base-is-moof) grows by the

@@ -16,6 +16,12 @@
 //! segment (the same plaintext, the same ciphertext), and other parts begin
 //! with a `moof` header whose sizes and sequence numbers differ; no
 //! keystream is reused, unlike CTR.
+//!
+//! # The init segment
+//! Keep `EXT-X-MAP` before the first `EXT-X-KEY` and serve the init segment
+//! clear: an `EXT-X-MAP` under `METHOD=AES-128` would need an explicit `IV`
+//! attribute (RFC 8216 4.3.2.5), and the init holds no media. The ffmpeg
+//! end-to-end test plays exactly that layout.
 
 use bytes::Bytes;
 

@@ -50,6 +50,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! HLS `METHOD=SAMPLE-AES` over fMP4 is [`Scheme::Cbcs`] applied with
+//! [`cenc::protect_init`] / [`cenc::protect_fragment`], the playlist naming
+//! the key with `KEYFORMAT="identity"` and `IV=0x` + the key's constant IV
+//! ([`ContentKey::iv`]).
+//!
 //! Keys never reach a log: [`ContentKey`]'s `Debug` prints the key id only.
 
 mod bmff;
@@ -71,7 +76,8 @@ pub enum Scheme {
     /// video slice data. DASH's default; Widevine/PlayReady everywhere.
     Cenc,
     /// AES-128-CBC with a constant IV, 1:9 pattern on video, whole blocks on
-    /// audio. What FairPlay and HLS SAMPLE-AES-CTR-less fMP4 need.
+    /// audio. What FairPlay and HLS `METHOD=SAMPLE-AES` over fMP4 use, and
+    /// what recent Widevine/PlayReady clients accept too.
     Cbcs,
 }
 
