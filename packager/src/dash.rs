@@ -455,6 +455,12 @@ mod tests {
         assert!(els
             .iter()
             .any(|(n, a)| n == "UTCTiming" && a["value"] == "http://h/time"));
+        // The time source comes before the (possibly stale) direct value.
+        let first_timing = els.iter().find(|(n, _)| n == "UTCTiming").unwrap();
+        assert_eq!(
+            first_timing.1["schemeIdUri"],
+            "urn:mpeg:dash:utc:http-xsdate:2014"
+        );
         assert!(els
             .iter()
             .any(|(n, a)| n == "Latency" && a["target"] == "1500"));
