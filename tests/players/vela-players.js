@@ -363,6 +363,12 @@
           return l;
         },
         derivedLatency: () => {
+          const anchor = Number(new URLSearchParams(location.search).get('anchor'));
+          if (anchor) {
+            // The wall-clock time of media time 0, given by the page's URL
+            // (the test reads it from the MPD's availabilityStartTime).
+            return (Date.now() - (anchor + this.video.currentTime * 1000)) / 1000;
+          }
           if (mss) {
             // A Smooth manifest has no wall-clock anchor: the page may be told
             // the wall-clock time of media time 0 (the DASH MPD's
