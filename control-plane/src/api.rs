@@ -432,6 +432,7 @@ pub struct EntryPatch {
     pub conversion_profile_id: Option<i64>,
     pub drm: Option<Drm>,
     /// media entries only: `pending` or `ready`.
+    #[schema(pattern = "^(pending|ready)$")]
     pub status: Option<String>,
 }
 
@@ -498,6 +499,7 @@ pub struct SearchHit {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResults {
     pub objects: Vec<SearchHit>,
+    /// Matching entries, counted exactly up to 10000 (10000 means "at least 10000").
     pub total_count: i64,
     pub page: u32,
     pub page_size: u32,
@@ -588,7 +590,7 @@ pub struct CategoryListQuery {
 #[serde(deny_unknown_fields)]
 pub struct CategoryCreate {
     /// No `>` (it separates the levels of full names).
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^>]+$")]
     pub name: String,
     pub parent_id: Option<i64>,
 }
@@ -597,7 +599,7 @@ pub struct CategoryCreate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryPatch {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[^>]+$")]
     pub name: String,
 }
 

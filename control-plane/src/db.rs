@@ -38,12 +38,15 @@ pub struct PartnerRow {
 pub struct Drm {
     /// `none`, `aes-128` or `sample-aes`.
     #[serde(default = "none")]
+    #[schema(pattern = "^(none|aes-128|sample-aes)$")]
     pub hls: String,
     /// `none`, `cenc` or `cbcs`.
     #[serde(default = "none")]
+    #[schema(pattern = "^(none|cenc|cbcs)$")]
     pub dash: String,
     /// `none` or `cenc`.
     #[serde(default = "none")]
+    #[schema(pattern = "^(none|cenc)$")]
     pub mss: String,
 }
 
@@ -104,8 +107,10 @@ pub struct FlavorParams {
     #[schema(max_length = 64)]
     pub name: String,
     /// `h264`, `h265`, `av1` or `vp9`.
+    #[schema(pattern = "^(h264|h265|av1|vp9)$")]
     pub video_codec: String,
     /// `aac` or `opus`.
+    #[schema(pattern = "^(aac|opus)$")]
     pub audio_codec: String,
     #[schema(minimum = 16, maximum = 7680)]
     pub width: u32,

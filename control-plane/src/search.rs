@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, STRING,
 };
@@ -20,7 +20,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 use crate::db::{Db, EntryRow};
 use crate::error::SearchError;
 
-const SCHEMA_VERSION: &str = "v2";
+const SCHEMA_VERSION: &str = "v4";
 
 /// Entry ids (`0_` + 8 of `[0-9a-z]`) as a number, for a fast field (no doc store reads).
 pub fn id_to_u64(id: &str) -> u64 {
@@ -55,37 +55,71 @@ struct Fields {
     tag: Field,
     category: Field,
     created: Field,
-    name: Field,
-    description: Field,
-    tags_text: Field,
-    categories_text: Field,
-    metadata_text: Field,
+    /// Name (three times), tags (twice), category levels, description, metadata values.
+    all: Field,
 }
 
+// Every searched clause is a term query on a field indexed with frequencies, so that
+// tantivy runs a conjunction of them with block-max WAND (top-k without scoring every
+// match): the words on `all`, and the partner and filters on raw (untokenized) fields.
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let text = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer("default")
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            .set_index_option(IndexRecordOption::WithFreqs),
     );
-    let num = NumericOptions::default().set_indexed().set_fast();
+    let raw = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("raw")
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
     let f = Fields {
         id: b.add_text_field("id", STRING),
         id_num: b.add_u64_field("id_num", NumericOptions::default().set_fast()),
-        partner: b.add_i64_field("partner", num.clone()),
-        kind: b.add_text_field("kind", STRING),
-        status: b.add_text_field("status", STRING),
-        tag: b.add_text_field("tag", STRING),
-        category: b.add_text_field("category", STRING),
-        created: b.add_i64_field("created", num),
-        name: b.add_text_field("name", text.clone()),
-        description: b.add_text_field("description", text.clone()),
-        tags_text: b.add_text_field("tags_text", text.clone()),
-        categories_text: b.add_text_field("categories_text", text.clone()),
-        metadata_text: b.add_text_field("metadata_text", text),
+        partner: b.add_text_field("partner", raw.clone()),
+        kind: b.add_text_field("kind", raw.clone()),
+        status: b.add_text_field("status", raw.clone()),
+        tag: b.add_text_field("tag", raw.clone()),
+        category: b.add_text_field("category", raw),
+        created: b.add_i64_field(
+            "created",
+            NumericOptions::default().set_indexed().set_fast(),
+        ),
+        all: b.add_text_field("all", text),
     };
     (b.build(), f)
+}
+
+/// Hits are counted exactly up to this number (then `total_count` says "at least").
+pub const COUNT_CAP: usize = 10_000;
+
+/// Counts matching live documents, stopping at `cap`.
+fn count_up_to(
+    searcher: &tantivy::Searcher,
+    query: &dyn Query,
+    cap: usize,
+) -> Result<usize, SearchError> {
+    use tantivy::DocSet;
+    let weight = query.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+        searcher,
+    ))?;
+    let mut count = 0usize;
+    for seg in searcher.segment_readers() {
+        let mut scorer = weight.scorer(seg, 1.0)?;
+        let alive = seg.alive_bitset();
+        let mut doc = scorer.doc();
+        while doc != tantivy::TERMINATED {
+            if alive.is_none_or(|a| a.is_alive(doc)) {
+                count += 1;
+                if count >= cap {
+                    return Ok(count);
+                }
+            }
+            doc = scorer.advance();
+        }
+    }
+    Ok(count)
 }
 
 /// Search filters (validated by the caller).
@@ -158,7 +192,10 @@ impl SearchIndex {
             .load_metas()?
             .payload
             .and_then(|p| p.parse::<i64>().ok());
-        let writer: IndexWriter = index.writer_with_num_threads(1, heap_bytes.max(15_000_000))?;
+        // Bulk loads (big heaps) index on two threads; the server's follower on one.
+        let threads = if heap_bytes >= 200_000_000 { 2 } else { 1 };
+        let writer: IndexWriter =
+            index.writer_with_num_threads(threads, heap_bytes.max(15_000_000 * threads))?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -206,7 +243,7 @@ impl SearchIndex {
         let mut d = TantivyDocument::new();
         d.add_text(f.id, &e.id);
         d.add_u64(f.id_num, id_to_u64(&e.id));
-        d.add_i64(f.partner, e.partner_id);
+        d.add_text(f.partner, e.partner_id.to_string());
         d.add_text(f.kind, &e.kind);
         d.add_text(f.status, &e.status);
         for t in &e.tags {
@@ -216,16 +253,28 @@ impl SearchIndex {
             d.add_text(f.category, c);
         }
         d.add_i64(f.created, e.created_at);
-        d.add_text(f.name, &e.name);
-        d.add_text(f.description, &e.description);
-        d.add_text(f.tags_text, e.tags.join(" "));
-        // Category paths: index every level's name.
-        d.add_text(f.categories_text, e.categories.join(" ").replace('>', " "));
-        let mut m = String::new();
-        for v in e.metadata.values() {
-            metadata_text(v, &mut m);
+        let mut all = String::with_capacity(512);
+        for _ in 0..3 {
+            all.push_str(&e.name);
+            all.push(' ');
         }
-        d.add_text(f.metadata_text, m);
+        for _ in 0..2 {
+            for t in &e.tags {
+                all.push_str(t);
+                all.push(' ');
+            }
+        }
+        for c in &e.categories {
+            // Category paths: every level's name.
+            all.push_str(&c.replace('>', " "));
+            all.push(' ');
+        }
+        all.push_str(&e.description);
+        all.push(' ');
+        for v in e.metadata.values() {
+            metadata_text(v, &mut all);
+        }
+        d.add_text(f.all, all);
         d
     }
 
@@ -337,33 +386,27 @@ impl SearchIndex {
         offset: usize,
     ) -> Result<(usize, Vec<(String, f32)>), SearchError> {
         let f = &self.fields;
-        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(
-            Occur::Must,
-            Box::new(TermQuery::new(
-                Term::from_field_i64(f.partner, partner_id),
-                IndexRecordOption::Basic,
-            )),
-        )];
-        let exact = |field: Field, v: &str| -> (Occur, Box<dyn Query>) {
+        let term = |field: Field, v: &str| -> (Occur, Box<dyn Query>) {
             (
                 Occur::Must,
                 Box::new(TermQuery::new(
                     Term::from_field_text(field, v),
-                    IndexRecordOption::Basic,
+                    IndexRecordOption::WithFreqs,
                 )),
             )
         };
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![term(f.partner, &partner_id.to_string())];
         if let Some(v) = &filter.kind {
-            must.push(exact(f.kind, v));
+            must.push(term(f.kind, v));
         }
         if let Some(v) = &filter.status {
-            must.push(exact(f.status, v));
+            must.push(term(f.status, v));
         }
         if let Some(v) = &filter.tag {
-            must.push(exact(f.tag, v));
+            must.push(term(f.tag, v));
         }
         if let Some(v) = &filter.category {
-            must.push(exact(f.category, v));
+            must.push(term(f.category, v));
         }
         if filter.created_after.is_some() || filter.created_before.is_some() {
             let lo = filter.created_after.unwrap_or(i64::MIN);
@@ -376,14 +419,7 @@ impl SearchIndex {
                 )),
             ));
         }
-        // Every word must match in at least one text field (AND of words, OR of fields).
-        let text_fields = [
-            (f.name, 3.0f32),
-            (f.tags_text, 2.0),
-            (f.categories_text, 1.5),
-            (f.description, 1.0),
-            (f.metadata_text, 1.0),
-        ];
+        // Every word must match (AND), BM25 over the combined field.
         let mut tokenizer = self
             .index
             .tokenizers()
@@ -400,33 +436,18 @@ impl SearchIndex {
             }
         }
         for w in &words {
-            let alts: Vec<(Occur, Box<dyn Query>)> = text_fields
-                .iter()
-                .map(|(field, boost)| {
-                    let tq: Box<dyn Query> = Box::new(TermQuery::new(
-                        Term::from_field_text(*field, w),
-                        IndexRecordOption::WithFreqs,
-                    ));
-                    (
-                        Occur::Should,
-                        Box::new(BoostQuery::new(tq, *boost)) as Box<dyn Query>,
-                    )
-                })
-                .collect();
-            must.push((Occur::Must, Box::new(BooleanQuery::new(alts))));
+            must.push(term(f.all, w));
         }
         let query = BooleanQuery::new(must);
         let searcher = self.reader.searcher();
         let limit = limit.max(1);
-        let (top, count) = searcher.search(
+        let top = searcher.search(
             &query,
-            &(
-                TopDocs::with_limit(limit)
-                    .and_offset(offset)
-                    .order_by_score(),
-                Count,
-            ),
+            &TopDocs::with_limit(limit)
+                .and_offset(offset)
+                .order_by_score(),
         )?;
+        let count = count_up_to(&searcher, &query, COUNT_CAP)?;
         let mut out = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let col = searcher
