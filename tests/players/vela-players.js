@@ -418,7 +418,7 @@
         this.video.play().catch((e) => this.log(`play(): ${e}`));
       };
       load().catch((e) => {
-        const info = { source: 'shaka load', severity: e && e.severity, category: e && e.category, code: e && e.code, message: String(e && e.message), data: errText(e && e.data).slice(0, 300) };
+        const info = { source: 'shaka load', severity: e && e.severity, category: e && e.category, code: e && e.code, message: String(e && e.message), data: errText(e && e.data).slice(0, 300), stack: String((e && e.stack) || '').split('\n').slice(0, 4).join(' | ') };
         this.fatal(info);
       });
       return {
