@@ -138,12 +138,14 @@ pub struct PublicConfig {
 }
 
 /// `[drm]`: the open-mode encryption policy (see the DRM issue).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DrmConfig {
     pub hls: Option<String>,
     pub dash: Option<String>,
     pub mss: Option<String>,
+    /// HLS AES-128 key rotation: a new key every this many segments.
+    pub rotate_every: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,28 +248,25 @@ impl LiveConfig {
 }
 
 impl DrmConfig {
-    /// Encryption is not in this build: refuse a policy that asks for it,
-    /// rather than serve clear media to someone who configured protection.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        for (name, value, allowed) in [
-            ("hls", &self.hls, &["none", "aes-128", "sample-aes"][..]),
-            ("dash", &self.dash, &["none", "cenc", "cbcs"][..]),
-            ("mss", &self.mss, &["none", "cenc"][..]),
-        ] {
-            if let Some(v) = value {
-                if !allowed.contains(&v.as_str()) {
-                    return Err(ConfigError::Invalid(format!(
-                        "drm.{name} = {v:?}: expected one of {allowed:?}"
-                    )));
-                }
-                if v != "none" {
-                    return Err(ConfigError::Invalid(format!(
-                        "drm.{name} = {v:?}: encryption is not available in this build yet; refusing to serve clear media"
-                    )));
-                }
-            }
+    /// The open-mode policy these values describe.
+    pub fn policy(&self) -> Result<vela_origin::protect::DrmPolicy, ConfigError> {
+        let v = |o: &Option<String>| o.clone().unwrap_or_else(|| "none".to_string());
+        let (hls, dash, mss) = (v(&self.hls), v(&self.dash), v(&self.mss));
+        let policy = vela_origin::protect::DrmPolicy::parse(&hls, &dash, &mss).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "drm: hls = {hls:?}, dash = {dash:?}, mss = {mss:?}: expected hls none|aes-128|sample-aes, dash none|cenc|cbcs, mss none|cenc"
+            ))
+        })?;
+        if self.rotate_every == Some(0) {
+            return Err(ConfigError::Invalid(
+                "drm.rotate_every must be at least 1".into(),
+            ));
         }
-        Ok(())
+        Ok(policy)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.policy().map(|_| ())
     }
 }
 
@@ -310,10 +309,14 @@ mod tests {
     }
 
     #[test]
-    fn drm_policy_needing_encryption_is_refused() {
-        let c: FileConfig = toml::from_str("[drm]\nhls = \"aes-128\"").unwrap();
+    fn drm_policy_values() {
+        use vela_origin::protect::{DashMode, HlsMode};
+        let c: FileConfig = toml::from_str("[drm]\nhls = \"aes-128\"\ndash = \"cenc\"").unwrap();
+        let p = c.drm.unwrap().policy().unwrap();
+        assert_eq!((p.hls, p.dash), (HlsMode::Aes128, DashMode::Cenc));
+        let c: FileConfig = toml::from_str("[drm]\nhls = \"aes-256\"").unwrap();
         assert!(c.drm.unwrap().validate().is_err());
-        let c: FileConfig = toml::from_str("[drm]\nhls = \"none\"").unwrap();
-        assert!(c.drm.unwrap().validate().is_ok());
+        let c: FileConfig = toml::from_str("[drm]\nrotate_every = 0").unwrap();
+        assert!(c.drm.unwrap().validate().is_err());
     }
 }

@@ -8,11 +8,18 @@ use std::sync::{Arc, RwLock};
 
 use vela_control_plane::ControlPlane;
 use vela_ingest::{is_valid_open_key, PublishAuthorizer, Refusal};
+use vela_origin::protect::DrmPolicy;
 
-/// Per-stream overrides learnt at publish time (a live entry's DVR window),
-/// read synchronously when the stream's packager starts.
+/// Per-stream settings learnt at publish time from a live entry (DVR
+/// window, DRM policy), read synchronously by the media side.
 #[derive(Clone, Default)]
-pub struct EntrySettings(Arc<RwLock<HashMap<String, f64>>>);
+pub struct EntrySettings(Arc<RwLock<HashMap<String, EntryMedia>>>);
+
+#[derive(Clone, Copy, Default)]
+struct EntryMedia {
+    dvr_window_s: Option<f64>,
+    drm: Option<DrmPolicy>,
+}
 
 impl EntrySettings {
     pub fn dvr_window(&self, stream: &str) -> Option<f64> {
@@ -20,14 +27,22 @@ impl EntrySettings {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(stream)
-            .copied()
+            .and_then(|m| m.dvr_window_s)
     }
 
-    fn set(&self, stream: &str, dvr_window_s: f64) {
+    pub fn drm(&self, stream: &str) -> Option<DrmPolicy> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(stream)
+            .and_then(|m| m.drm)
+    }
+
+    fn set(&self, stream: &str, media: EntryMedia) {
         self.0
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(stream.to_string(), dvr_window_s);
+            .insert(stream.to_string(), media);
     }
 }
 
@@ -54,11 +69,25 @@ impl PublishAuthorizer for ControlPlaneAuthorizer {
                 .map_err(|r| Refusal::new(r.reason(), r.to_string()))?;
             match &grant.entry_id {
                 Some(id) => {
-                    if let Ok(Some(entry)) = self.cp.entry(id).await {
+                    let entry = self.cp.entry(id).await.map_err(|e| {
+                        tracing::error!(error = %e, "cannot read the live entry");
+                        Refusal::new("unavailable", "control plane unavailable")
+                    })?;
+                    if let Some(entry) = entry {
                         let w = entry.dvr_window_s as f64;
-                        if (4.0..=86_400.0).contains(&w) {
-                            self.settings.set(&grant.stream_name, w);
-                        }
+                        // An entry's DRM policy must be applied, never
+                        // dropped: a value we cannot apply refuses the publish.
+                        let drm = DrmPolicy::parse(&entry.drm.hls, &entry.drm.dash, &entry.drm.mss)
+                            .ok_or_else(|| {
+                                Refusal::new("drm", "the entry's DRM policy is not supported")
+                            })?;
+                        self.settings.set(
+                            &grant.stream_name,
+                            EntryMedia {
+                                dvr_window_s: (4.0..=86_400.0).contains(&w).then_some(w),
+                                drm: Some(drm),
+                            },
+                        );
                     }
                 }
                 None => {

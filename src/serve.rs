@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use vela_control_plane::{ControlPlane, ControlPlaneConfig, PublishMode as CpPublishMode};
 use vela_ingest::server::{serve_rtmp, IngestContext, IngestLimits};
 use vela_media::hub::{StreamHub, DEFAULT_CAPACITY};
+use vela_origin::protect::Protection;
 use vela_origin::{LiveRegistry, OriginState};
 
 use crate::config::{self, ConfigError, FileConfig, LiveConfig, PublishMode};
@@ -191,6 +192,15 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     );
     let mut origin = OriginState::new(registry);
     origin.dash_target_latency_ms = live_config.dash_target_latency_ms;
+    let drm = s.file.drm.clone().unwrap_or_default();
+    let open_policy = drm.policy()?;
+    let keys =
+        vela_drm::KeyStore::open(s.data.join("keys"), drm.rotate_every).context("key store")?;
+    let per_entry_drm = entry_settings.clone();
+    origin.protection = Some(Arc::new(Protection::new(
+        keys,
+        Arc::new(move |stream: &str| per_entry_drm.drm(stream).unwrap_or(open_policy)),
+    )));
 
     let app = vela_origin::router(origin)
         .merge(cp.router())

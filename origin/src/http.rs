@@ -319,7 +319,7 @@ async fn smooth_manifest(
     headers: HeaderMap,
 ) -> OriginResult {
     let s = stream(&state, &name)?;
-    if !policy_of(&state, &name).serves_clear() {
+    if !policy_of(&state, &name).serves_smooth() {
         // Smooth output is clear: a stream whose every format is protected has none.
         return Err(OriginError::NotFound);
     }
@@ -629,7 +629,7 @@ async fn media_file(
 ) -> OriginResult {
     let s = stream(&state, &name)?;
     if rid.starts_with("QualityLevels(") {
-        if !policy_of(&state, &name).serves_clear() {
+        if !policy_of(&state, &name).serves_smooth() {
             return Err(OriginError::NotFound);
         }
         return smooth_fragment(&s, &file, &headers);
@@ -640,7 +640,11 @@ async fn media_file(
         .as_ref()
         .map(|p| p.policy(&name))
         .unwrap_or_default();
-    if !policy.allows(tag) {
+    let allowed = match file {
+        MediaFile::Init(_) => policy.allows_init(tag),
+        _ => policy.allows(tag),
+    };
+    if !allowed {
         return Err(OriginError::NotFound);
     }
     let variant = match (tag, &state.protection) {
@@ -1127,6 +1131,7 @@ mod tests {
         let policy = DrmPolicy {
             hls: HlsMode::Aes128,
             dash: DashMode::Cenc,
+            mss_protected: false,
         };
         let hub = StreamHub::new(4096, Duration::from_secs(1));
         let live = LiveRegistry::attach(&hub, StdArc::new(|_: &str| PackagerConfig::default()));
@@ -1151,6 +1156,11 @@ mod tests {
         assert_eq!(
             get(&app, "/live/show/v1/part-0.0.m4s").await.0,
             StatusCode::NOT_FOUND
+        );
+        // ... but the clear init that the AES-128 playlist names (no media in it).
+        assert_eq!(
+            get(&app, "/live/show/v1/init-0.mp4").await.0,
+            StatusCode::OK
         );
         assert_eq!(
             get(&app, "/live/show/Manifest").await.0,

@@ -49,9 +49,41 @@ pub enum DashMode {
 pub struct DrmPolicy {
     pub hls: HlsMode,
     pub dash: DashMode,
+    /// Smooth Streaming asked to be protected (`mss = "cenc"`). Smooth output
+    /// is clear in this build, so such a stream has no Smooth output.
+    pub mss_protected: bool,
 }
 
 impl DrmPolicy {
+    /// Parses the INTERFACE.md values (`hls = none|aes-128|sample-aes`,
+    /// `dash = none|cenc|cbcs`, `mss = none|cenc`).
+    pub fn parse(hls: &str, dash: &str, mss: &str) -> Option<DrmPolicy> {
+        Some(DrmPolicy {
+            hls: match hls {
+                "none" => HlsMode::None,
+                "aes-128" => HlsMode::Aes128,
+                "sample-aes" => HlsMode::SampleAes,
+                _ => return None,
+            },
+            dash: match dash {
+                "none" => DashMode::None,
+                "cenc" => DashMode::Cenc,
+                "cbcs" => DashMode::Cbcs,
+                _ => return None,
+            },
+            mss_protected: match mss {
+                "none" => false,
+                "cenc" => true,
+                _ => return None,
+            },
+        })
+    }
+
+    /// Whether Smooth Streaming (clear) may be served for this stream.
+    pub fn serves_smooth(&self) -> bool {
+        !self.mss_protected && self.serves_clear()
+    }
+
     pub fn is_clear(&self) -> bool {
         self.hls == HlsMode::None && self.dash == DashMode::None
     }
@@ -76,6 +108,13 @@ impl DrmPolicy {
             DashMode::Cenc => Some("cenc"),
             DashMode::Cbcs => Some("cbcs"),
         }
+    }
+
+    /// Whether a request for an init segment may have the variant `tag`:
+    /// as for media, and the clear init of HLS AES-128, which names it (an
+    /// init segment holds no media).
+    pub fn allows_init(&self, tag: Option<&str>) -> bool {
+        self.allows(tag) || (tag.is_none() && self.hls == HlsMode::Aes128)
     }
 
     /// Whether a request may have the variant `tag` (`None`: clear).
