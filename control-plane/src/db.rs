@@ -665,20 +665,14 @@ impl Db {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ph: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
-        let sql = format!(
-            "SELECT {ENTRY_COLS} FROM entries WHERE partner_id = $1 AND id IN ({})",
-            ph.join(",")
-        );
-        let mut q = sqlx::query(&sql).bind(partner_id);
-        for id in ids {
-            q = q.bind(id);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        let mut found: Vec<EntryRow> = rows
-            .iter()
-            .map(Self::entry_from_row)
-            .collect::<Result<_, _>>()?;
+        // Looked up by primary key only (a `partner_id` condition can make SQLite's planner
+        // walk the partner index instead); the tenant check is done on the rows.
+        let mut found: Vec<EntryRow> = self
+            .entries_by_ids_any(ids)
+            .await?
+            .into_iter()
+            .filter(|e| e.partner_id == partner_id)
+            .collect();
         let mut out = Vec::with_capacity(found.len());
         for id in ids {
             if let Some(pos) = found.iter().position(|e| &e.id == id) {
