@@ -192,14 +192,30 @@ fn stream(state: &OriginState, name: &str) -> Result<Arc<LiveStream>, OriginErro
     state.live.get(name).ok_or(OriginError::UnknownStream)
 }
 
-/// Waits (bounded) until the stream has its first part, so that a player
-/// that arrives with the publisher gets playlists with media in them.
-async fn wait_for_media(state: &OriginState, s: &LiveStream) -> Result<(), OriginError> {
+/// How much media a manifest needs before it is worth answering.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FirstMedia {
+    /// A part (DASH, where the segment being built is announced).
+    Part,
+    /// A complete segment: HLS players (Shaka, hls.js) fail or error on a
+    /// media playlist that has parts but no segment yet.
+    Segment,
+}
+
+/// Waits (bounded) until the stream has its first media, so that a player
+/// that arrives with the publisher gets manifests with media in them.
+async fn wait_for_media(
+    state: &OriginState,
+    s: &LiveStream,
+    need: FirstMedia,
+) -> Result<(), OriginError> {
     let has_media = |p: &LivePackager| {
         p.is_ended()
-            || p.lead().is_some_and(|l| {
-                !l.segments.is_empty() || l.building.as_ref().is_some_and(|b| !b.parts.is_empty())
-            })
+            || p.renditions().iter().all(|r| {
+                !r.segments.is_empty()
+                    || (need == FirstMedia::Part
+                        && r.building.as_ref().is_some_and(|b| !b.parts.is_empty()))
+            }) && p.lead().is_some()
     };
     if s.wait_until(state.first_media_wait, has_media).await {
         Ok(())
@@ -262,7 +278,7 @@ async fn master_playlist(
     headers: HeaderMap,
 ) -> OriginResult {
     let s = stream(&state, &name)?;
-    wait_for_media(&state, &s).await?;
+    wait_for_media(&state, &s, FirstMedia::Segment).await?;
     let p = s.read();
     let body = hls::master_playlist(&p).ok_or(OriginError::NotYet)?;
     Ok(manifest_response(
@@ -279,7 +295,7 @@ async fn manifest_mpd(
     headers: HeaderMap,
 ) -> OriginResult {
     let s = stream(&state, &name)?;
-    wait_for_media(&state, &s).await?;
+    wait_for_media(&state, &s, FirstMedia::Part).await?;
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -323,7 +339,7 @@ async fn smooth_manifest(
         // Smooth output is clear: a stream whose every format is protected has none.
         return Err(OriginError::NotFound);
     }
-    wait_for_media(&state, &s).await?;
+    wait_for_media(&state, &s, FirstMedia::Part).await?;
     // The manifest lists fragments once LookAheadFragmentCount more exist.
     let ready = |p: &LivePackager| p.is_ended() || smooth::client_manifest(p).is_some();
     if !s.wait_until(state.first_media_wait * 2, ready).await {
@@ -488,12 +504,12 @@ async fn media_playlist(
     let d = directives(query.as_deref())?;
     if s.read().rendition(&rid).is_none() {
         // Tracks may still be on their way for a stream that just started.
-        wait_for_media(&state, &s).await?;
+        wait_for_media(&state, &s, FirstMedia::Segment).await?;
         if s.read().rendition(&rid).is_none() {
             return Err(OriginError::NotFound);
         }
     }
-    wait_for_media(&state, &s).await?;
+    wait_for_media(&state, &s, FirstMedia::Segment).await?;
     if let Some(msn) = d.msn {
         let (next_msn, target) = {
             let p = s.read();
@@ -1045,7 +1061,7 @@ mod tests {
         let (hub, app) = setup();
         let publisher = hub.publish("show").unwrap();
         publisher.send(tracks());
-        for i in 0..40 {
+        for i in 0..70 {
             publisher.send(frame(i));
         }
         settle().await;
@@ -1072,7 +1088,7 @@ mod tests {
         };
         settle().await;
         assert!(!waiting.is_finished(), "must block until the part exists");
-        for i in 40..60 {
+        for i in 70..90 {
             publisher.send(frame(i));
         }
         let (status, _, body) = waiting.await.unwrap();

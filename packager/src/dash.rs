@@ -70,11 +70,12 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
         .map(|p| format!(".{}", p.tag))
         .unwrap_or_default();
     if ended {
-        let (start, end) = span_secs(lead);
+        // Periods keep their places on the stream's timeline.
+        let (_, end) = span_secs(lead);
         let _ = write!(
             out,
             " type=\"static\" mediaPresentationDuration=\"{}\"",
-            iso_duration(end - start)
+            iso_duration(end)
         );
     } else {
         // suggestedPresentationDelay repeats the ServiceDescription's target:
@@ -113,15 +114,12 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
 
     // A period per run of segments that share init segments.
     let periods = periods(p);
-    for (i, (first_msn, last_msn)) in periods.iter().enumerate() {
-        let lead_first = lead.segment(*first_msn);
-        let start_secs = match (ended, lead_first) {
-            (_, Some(s)) if i > 0 || ended => s.start as f64 / f64::from(lead.timescale()),
-            _ => 0.0,
-        };
+    for period in &periods {
+        let (first_msn, last_msn, start_secs) = (&period.first, &period.last, period.start_secs);
         let _ = writeln!(
             out,
-            "  <Period id=\"p{first_msn}\" start=\"{}\">",
+            "  <Period id=\"p{}\" start=\"{}\">",
+            period.origin,
             iso_duration(start_secs)
         );
         for (set_id, kind) in [(1, MediaKind::Video), (2, MediaKind::Audio)] {
@@ -201,39 +199,42 @@ fn listed(r: &Rendition, ended: bool) -> impl Iterator<Item = &Segment> {
     )
 }
 
-/// Runs of segment numbers `[first, last]` over which no rendition changes
-/// its init segment.
-fn periods(p: &LivePackager) -> Vec<(u64, u64)> {
+/// One Period: the listed segments `[first, last]` of one continuous
+/// timeline, which began at segment `origin` at `start_secs`.
+struct PeriodSpan {
+    origin: u64,
+    start_secs: f64,
+    first: u64,
+    last: u64,
+}
+
+/// The listed segments grouped by timeline. A Period per timeline keeps each
+/// Period's SegmentTimeline free of holes (a reconnect's outage falls between
+/// Periods, where players move on), and its id (the timeline's first segment
+/// number) stays the same as the window slides.
+fn periods(p: &LivePackager) -> Vec<PeriodSpan> {
     let ended = p.is_ended();
     let Some(lead) = p.lead() else {
         return Vec::new();
     };
-    let msns: Vec<u64> = listed(lead, ended).map(|s| s.msn).collect();
-    let (Some(&first), Some(&last)) = (msns.first(), msns.last()) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut start = first;
-    let mut prev_versions: Option<Vec<u32>> = None;
-    for &msn in &msns {
-        let versions: Vec<u32> = p
-            .renditions()
-            .iter()
-            .map(|r| r.segment(msn).map(|s| s.init_version).unwrap_or(u32::MAX))
-            .collect();
-        if let Some(prev) = &prev_versions {
-            let changed = prev
-                .iter()
-                .zip(&versions)
-                .any(|(a, b)| *a != *b && *a != u32::MAX && *b != u32::MAX);
-            if changed {
-                out.push((start, msn - 1));
-                start = msn;
-            }
+    let timelines = p.timelines();
+    let mut out: Vec<PeriodSpan> = Vec::new();
+    for s in listed(lead, ended) {
+        let tl = timelines.iter().rev().find(|t| t.msn <= s.msn);
+        let (origin, start_secs) = match tl {
+            Some(t) => (t.msn, t.start_secs),
+            None => (0, 0.0),
+        };
+        match out.last_mut() {
+            Some(last) if last.origin == origin => last.last = s.msn,
+            _ => out.push(PeriodSpan {
+                origin,
+                start_secs,
+                first: s.msn,
+                last: s.msn,
+            }),
         }
-        prev_versions = Some(versions);
     }
-    out.push((start, last));
     out
 }
 
@@ -524,6 +525,56 @@ mod tests {
         assert_eq!(els[0].1["type"], "static");
         assert!(els[0].1["mediaPresentationDuration"].starts_with("PT10."));
         assert!(!xml.contains("availabilityTimeOffset"));
+    }
+
+    #[test]
+    fn a_reconnect_starts_a_new_period_with_a_stable_id() {
+        let mut p = LivePackager::new(PackagerConfig {
+            dvr_window: 12.0,
+            ..Default::default()
+        });
+        p.push(
+            MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+            0,
+        );
+        feed(&mut p, 0, 6.0, 30, 0);
+        p.push(MediaEvent::Discontinuity, 6_000);
+        feed(&mut p, 0, 6.0, 30, 8_000); // a 2 s outage
+        let periods_of = |p: &LivePackager| -> Vec<(String, String)> {
+            let xml = mpd(p, 14_000, &MpdOptions::default()).unwrap();
+            elements(&xml)
+                .into_iter()
+                .filter(|(n, _)| n == "Period")
+                .map(|(_, a)| (a["id"].clone(), a["start"].clone()))
+                .collect()
+        };
+        let before = periods_of(&p);
+        assert_eq!(before.len(), 2, "{before:?}");
+        assert_eq!(before[0], ("p0".to_string(), "PT0S".to_string()));
+        assert_eq!(
+            before[1].1, "PT8S",
+            "the second timeline starts at the wall-clock time of the reconnect"
+        );
+        // No holes inside a period: each S after the first carries no t.
+        let xml = mpd(&p, 14_000, &MpdOptions::default()).unwrap();
+        let mut in_timeline = 0;
+        for (n, a) in elements(&xml) {
+            match n.as_str() {
+                "SegmentTimeline" => in_timeline = 0,
+                "S" => {
+                    assert!(
+                        in_timeline == 0 || !a.contains_key("t"),
+                        "a hole inside a period: {xml}"
+                    );
+                    in_timeline += 1;
+                }
+                _ => {}
+            }
+        }
+        // The window slides past the first timeline's start; ids stay.
+        feed(&mut p, 6_000, 10.0, 30, 14_000);
+        let after = periods_of(&p);
+        assert_eq!(after.last().unwrap().0, before[1].0);
     }
 
     #[test]

@@ -385,6 +385,20 @@ enum State {
     Ended,
 }
 
+/// Where one continuous timeline of the output begins: the stream's start,
+/// and each restart after a discontinuity (reconnect, clock jump, new codec
+/// configuration). DASH writes a Period per timeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimelineStart {
+    /// The first segment of the timeline.
+    pub msn: u64,
+    /// Its start on the output timeline, seconds.
+    pub start_secs: f64,
+}
+
+/// Timeline starts remembered (far more than a DVR window holds).
+const MAX_TIMELINES: usize = 1024;
+
 /// What changed with one [`LivePackager::push`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Changes {
@@ -415,6 +429,7 @@ pub struct LivePackager {
     frag_seq: u32,
     discontinuity_pending: bool,
     dropped_frames: u64,
+    timelines: Vec<TimelineStart>,
 }
 
 impl LivePackager {
@@ -430,7 +445,13 @@ impl LivePackager {
             frag_seq: 0,
             discontinuity_pending: false,
             dropped_frames: 0,
+            timelines: Vec::new(),
         }
+    }
+
+    /// The starts of the output's continuous timelines, oldest first.
+    pub fn timelines(&self) -> &[TimelineStart] {
+        &self.timelines
     }
 
     pub fn config(&self) -> &PackagerConfig {
@@ -654,6 +675,10 @@ impl LivePackager {
         let input_origin_secs = frame.dts as f64 / lead_ts;
         let discontinuity = std::mem::take(&mut self.discontinuity_pending);
         let msn = self.next_msn;
+        if self.timelines.len() == MAX_TIMELINES {
+            self.timelines.remove(0);
+        }
+        self.timelines.push(TimelineStart { msn, start_secs });
         for r in &mut self.renditions {
             let ts = f64::from(r.timescale());
             r.offset = (start_secs * ts).round() as i64 - (input_origin_secs * ts).round() as i64;
