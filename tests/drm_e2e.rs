@@ -1,0 +1,185 @@
+//! End-to-end encryption: a real `vela serve` with `[drm] hls = "aes-128"`,
+//! `dash = "cenc"`, a real ffmpeg publishing over RTMP, and ffmpeg as the
+//! independent decryptor:
+//! - HLS AES-128: ffmpeg's HLS demuxer fetches the key from the playlist's
+//!   key URI on Vela and decodes every frame;
+//! - DASH cenc: the init segment and every segment, decrypted by ffmpeg with
+//!   `-decryption_key` (the key comes from Vela's ClearKey licence route),
+//!   decode to the same frames as the HLS read-back.
+//!
+//! The multi-fragment cenc file needs an ffmpeg newer than Debian 12's 5.1,
+//! which applies the last `moof`'s encryption data to earlier fragments of a
+//! file; scripts/setup installs one (the same one the HEVC tests use).
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+const POLL: Duration = Duration::from_millis(200);
+
+fn frame_count(ffmpeg: &std::path::Path, args: &[&str], server: &Server) -> usize {
+    let out = Command::new(ffmpeg)
+        .args(["-hide_banner", "-nostdin", "-v", "error"])
+        .args(args)
+        .args(["-map", "0:v:0", "-f", "framecrc", "-"])
+        .output()
+        .unwrap_or_else(|e| server.fail(format!("cannot run {}: {e}", ffmpeg.display())));
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        server.fail(format!(
+            "ffmpeg {args:?} failed: {}",
+            tail(&String::from_utf8_lossy(&out.stderr), 2000)
+        ));
+    }
+    text.lines().filter(|l| l.starts_with("0,")).count()
+}
+
+#[test]
+fn aes128_hls_and_cenc_dash_decrypt_with_ffmpeg() {
+    let ffmpeg = require_tool("ffmpeg");
+    let server = Server::start_with_config("[drm]\nhls = \"aes-128\"\ndash = \"cenc\"\n");
+    let spec = PublishSpec {
+        width: 640,
+        height: 360,
+        ..PublishSpec::new(Some(VideoCodec::H264 { bframes: 2 }), true, 6.0)
+    };
+    let mut publisher =
+        Publisher::spawn(&ffmpeg, &server.rtmp_url("secret"), &spec, &server.dir.path);
+    if publisher.wait_exit(200).is_none_or(|st| !st.success()) {
+        server.fail(format!("publisher failed:\n{}", publisher.log_text()));
+    }
+    let video = server.url("/live/secret/v1/index.m3u8");
+    server.poll("EXT-X-ENDLIST", 50, POLL, || {
+        let r = server.get(&video);
+        (r.status == 200 && r.text().contains("#EXT-X-ENDLIST")).then_some(())
+    });
+    let playlist = server.get_ok(&video).text();
+
+    // Every format is protected: the clear files are not served.
+    assert_eq!(server.get("/live/secret/v1/seg-0.m4s").status, 404);
+    assert_eq!(server.get("/live/secret/a2/part-0.0.m4s").status, 404);
+    assert!(playlist.contains("seg-0.aes.m4s"), "{playlist}");
+    let key_line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-KEY:METHOD=AES-128,URI=\"/drm/keys/"))
+        .unwrap_or_else(|| server.fail(format!("no AES-128 key tag:\n{playlist}")));
+    let key_uri = key_line.split('"').nth(1).unwrap();
+    let key = server.get_ok(&server.url(key_uri));
+    assert_eq!(key.body.len(), 16);
+    assert_eq!(key.header("cache-control"), Some("private, no-store"));
+    // The key never shows up in the server's log.
+    let hex: String = key.body.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!server.stderr().contains(&hex), "the key was logged");
+
+    // HLS AES-128 through ffmpeg's own key fetch.
+    let master = server.url("/live/secret/master.m3u8");
+    let hls_frames = frame_count(&ffmpeg, &["-i", &master], &server);
+    let expected = spec.video_frames() as usize;
+    assert!(
+        hls_frames + 3 >= expected && hls_frames <= expected + 1,
+        "HLS AES-128: decoded {hls_frames} frames, published {expected}"
+    );
+
+    // DASH cenc: key id from the MPD, key from the licence route's store.
+    let mpd = server
+        .get_ok(&server.url("/live/secret/manifest.mpd"))
+        .text();
+    assert!(mpd.contains("seg-$Number$.cenc.m4s"), "{mpd}");
+    assert!(
+        mpd.contains("urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed"),
+        "Widevine signalling"
+    );
+    assert!(
+        mpd.contains("urn:uuid:9a04f079-9840-4286-ab92-e65be0885f95"),
+        "PlayReady signalling"
+    );
+    let kid = mpd
+        .split("cenc:default_KID=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| server.fail(format!("no default_KID:\n{mpd}")))
+        .replace('-', "");
+    let dash_key = server.get_ok(&server.url(&format!("/drm/keys/{kid}")));
+    let dash_key_hex: String = dash_key.body.iter().map(|b| format!("{b:02x}")).collect();
+
+    let mut file = server
+        .get_ok(&server.url("/live/secret/v1/init-0.cenc.mp4"))
+        .body;
+    assert!(
+        file.windows(4).any(|w| w == b"encv"),
+        "protected sample entry"
+    );
+    let mut n = 0;
+    loop {
+        let r = server.get(&format!("/live/secret/v1/seg-{n}.cenc.m4s"));
+        if r.status != 200 {
+            break;
+        }
+        assert!(
+            r.body.windows(4).any(|w| w == b"senc"),
+            "segment {n} has sample encryption data"
+        );
+        file.extend_from_slice(&r.body);
+        n += 1;
+    }
+    assert!(n >= 2, "only {n} cenc segments");
+    let path = server.dir.path.join("cenc.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let recent = hevc_ffmpeg();
+    let dash_frames = frame_count(
+        &recent,
+        &[
+            "-decryption_key",
+            &dash_key_hex,
+            "-i",
+            path.to_str().unwrap(),
+        ],
+        &server,
+    );
+    assert_eq!(
+        dash_frames, hls_frames,
+        "DASH cenc and HLS AES-128 decode to the same frame count"
+    );
+
+    // A wrong key does not decode to the same pictures.
+    let wrong = Command::new(&recent)
+        .args(["-hide_banner", "-nostdin", "-v", "quiet", "-decryption_key"])
+        .arg("55555555555555555555555555555555")
+        .args([
+            "-i",
+            path.to_str().unwrap(),
+            "-map",
+            "0:v:0",
+            "-f",
+            "framecrc",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let right = Command::new(&recent)
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "quiet",
+            "-decryption_key",
+            &dash_key_hex,
+        ])
+        .args([
+            "-i",
+            path.to_str().unwrap(),
+            "-map",
+            "0:v:0",
+            "-f",
+            "framecrc",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert_ne!(
+        wrong.stdout, right.stdout,
+        "a wrong key must not give the right frames"
+    );
+}
