@@ -78,7 +78,7 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
             iso_duration(end)
         );
     } else {
-        // suggestedPresentationDelay repeats the ServiceDescription's target:
+        // suggestedPresentationDelay gives the ServiceDescription's target:
         // players that ignore the latter (Shaka in low-latency mode) otherwise
         // start at the very edge (availabilityTimeOffset included) and stall.
         // minimumUpdatePeriod is one part: with a SegmentTimeline a player
@@ -93,7 +93,9 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
             rfc3339_ms(now_ms),
             iso_duration(cfg.part_target),
             iso_duration(cfg.dvr_window),
-            iso_duration(f64::from(opts.target_latency_ms.max(500)) / 1000.0)
+            // Measured from the edge that availabilityTimeOffset moves
+            // forward, as Shaka does: the target plus that offset.
+            iso_duration(f64::from(opts.target_latency_ms.max(500)) / 1000.0 + availability_time_offset(cfg))
         );
     }
     let _ = writeln!(
@@ -180,6 +182,12 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
     }
     out.push_str("</MPD>\n");
     Some(out)
+}
+
+/// How long before its end a segment may be requested: once its first part
+/// exists (the origin streams the rest as it is written).
+fn availability_time_offset(cfg: &crate::PackagerConfig) -> f64 {
+    (cfg.segment_target - cfg.part_target).max(0.0)
 }
 
 fn span_secs(r: &Rendition) -> (f64, f64) {
@@ -294,7 +302,7 @@ fn write_representation(
     );
     if !ended {
         // A segment can be requested once its first part exists.
-        let ato = (p.config().segment_target - p.config().part_target).max(0.0);
+        let ato = availability_time_offset(p.config());
         let _ = write!(
             out,
             " availabilityTimeOffset=\"{ato:.3}\" availabilityTimeComplete=\"false\""
@@ -437,7 +445,10 @@ mod tests {
         assert_eq!(mpd["type"], "dynamic");
         assert_eq!(mpd["availabilityStartTime"], "2026-11-18T11:06:40.000Z");
         assert_eq!(mpd["timeShiftBufferDepth"], "PT120S");
-        assert_eq!(mpd["suggestedPresentationDelay"], "PT1.5S");
+        assert_eq!(
+            mpd["suggestedPresentationDelay"], "PT3.167S",
+            "target + availabilityTimeOffset"
+        );
         assert_eq!(
             mpd["minimumUpdatePeriod"],
             crate::time_fmt::iso_duration(p.config().part_target)
