@@ -211,11 +211,15 @@ export function makeWorkDir(label) {
 }
 
 export class Vela {
-  static async start(workDir) {
+  /**
+   * `config`: the text of a TOML file passed with `--config` (e.g. a `[drm]`
+   * section); the flags (data, listen addresses) win over it.
+   */
+  static async start(workDir, { config = null } = {}) {
     let lastErr = '';
     // A port found free may be taken before vela binds it: try new ports.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const v = new Vela(workDir, attempt);
+      const v = new Vela(workDir, attempt, config);
       v.rtmpPort = await freePort();
       v.httpPort = await freePort();
       v.spawn();
@@ -230,17 +234,23 @@ export class Vela {
     throw new Error(`vela did not start:\n${lastErr}`);
   }
 
-  constructor(workDir, n) {
+  constructor(workDir, n, config = null) {
     this.workDir = workDir;
     this.data = path.join(workDir, `data-${n}`);
     this.log = path.join(workDir, `vela-${n}.log`);
+    this.configFile = null;
+    if (config != null) {
+      this.configFile = path.join(workDir, `vela-${n}.toml`);
+      fs.writeFileSync(this.configFile, config);
+    }
   }
 
   spawn() {
     const env = process.env.RUST_LOG ? {} : { RUST_LOG: 'info' };
     this.child = spawnLogged(
       velaBinary(),
-      ['serve', '--data', this.data, '--rtmp', `127.0.0.1:${this.rtmpPort}`, '--http', `127.0.0.1:${this.httpPort}`, '--h3', 'off'],
+      ['serve', '--data', this.data, '--rtmp', `127.0.0.1:${this.rtmpPort}`, '--http', `127.0.0.1:${this.httpPort}`, '--h3', 'off',
+        ...(this.configFile ? ['--config', this.configFile] : [])],
       this.log,
       env,
     );

@@ -32,6 +32,13 @@
     return performance.now();
   }
 
+  // A JSON page parameter (?shaka=, ?dashjs=, ?hlsjs=): player settings for
+  // experiments and for the encryption tests (key systems, licence servers).
+  function jsonParam(name) {
+    const v = new URLSearchParams(location.search).get(name);
+    return v ? JSON.parse(v) : null;
+  }
+
   function errText(e) {
     if (e == null) return String(e);
     if (typeof e === 'string') return e;
@@ -77,6 +84,11 @@
         readyState: 0,
         events: [],
         lateTicks: 0,
+        // Encryption: the key system the player chose (EME), `encrypted`
+        // events of the video element, keys hls.js loaded (AES-128).
+        keySystem: null,
+        encryptedEvents: 0,
+        keysLoaded: 0,
       };
       this._waitingAt = null;
       this._lastCt = null;
@@ -135,6 +147,10 @@
         this.fatal({ source: 'video', code: e && e.code, message: e && e.message });
       });
       v.addEventListener('seeking', () => this.log(`seeking to ${v.currentTime.toFixed(3)}`));
+      v.addEventListener('encrypted', (e) => {
+        st.encryptedEvents++;
+        if (st.encryptedEvents <= 3) this.log(`encrypted initDataType=${e.initDataType} (${e.initData ? e.initData.byteLength : 0} bytes)`);
+      });
       try {
         this.impl = this[`start_${this.player}`]();
       } catch (e) {
@@ -272,7 +288,7 @@
       }
       this.stats.supported = true;
       // Low-latency mode is hls.js's default; said explicitly.
-      const hls = new Hls({ lowLatencyMode: true });
+      const hls = new Hls({ lowLatencyMode: true, ...(jsonParam('hlsjs') || {}) });
       window.__hls = hls;
       hls.on(Hls.Events.ERROR, (_ev, data) => {
         const e = {
@@ -300,6 +316,12 @@
         }
       });
       hls.on(Hls.Events.BUFFER_EOS, () => this.log('hls.js: BUFFER_EOS'));
+      hls.on(Hls.Events.KEY_LOADED, (_ev, data) => {
+        this.stats.keysLoaded++;
+        const k = data && (data.keyInfo || data.frag);
+        const d = k && (k.decryptdata || k.keyInfo);
+        if (this.stats.keysLoaded <= 3) this.log(`hls.js key loaded ${(d && d.uri) || ''} method=${(d && d.method) || '?'}`);
+      });
       hls.loadSource(this.url);
       hls.attachMedia(this.video);
       return {
@@ -321,6 +343,22 @@
       // Defaults: the target latency comes from the MPD's ServiceDescription
       // and low-latency mode from availabilityTimeComplete="false".
       player.updateSettings({ debug: { logLevel: dashjs.Debug.LOG_LEVEL_WARNING } });
+      // ?dashjs={"settings":{...},"protectionData":{"org.w3.clearkey":{"serverURL":"..."}}}
+      const extra = jsonParam('dashjs') || {};
+      if (extra.settings) player.updateSettings(extra.settings);
+      if (extra.protectionData) player.setProtectionData(extra.protectionData);
+      // The protection events (dash.js registers their names on
+      // MediaPlayer.events only once its protection controller exists).
+      player.on(ev.KEY_SYSTEM_SELECTED || 'public_keySystemSelected', (e) => {
+        const d = e && e.data;
+        this.stats.keySystem = (d && (d.selectedSystemString || (d.keySystem && d.keySystem.systemString))) || 'unknown';
+        this.log(`dash.js key system selected: ${this.stats.keySystem}`);
+      });
+      player.on(ev.LICENSE_REQUEST_COMPLETE || 'public_licenseRequestComplete', (e) => {
+        if (e && e.error) this.nonFatal({ source: 'dash.js licence', error: errText(e.error) });
+        else this.log('dash.js licence request complete');
+      });
+      player.on(ev.KEY_ERROR || 'public_keyError', (e) => this.nonFatal({ source: 'dash.js key error', error: errText(e && e.error) }));
       player.on(ev.ERROR, (e) => {
         const err = e && e.error;
         this.fatal({ source: 'dash.js', code: err && err.code, message: err && err.message, data: err && err.data && errText(err.data).slice(0, 200) });
@@ -402,8 +440,8 @@
       window.__shaka = player;
       player.configure({ streaming: { lowLatencyMode: true } });
       // Experiments: ?shaka={"manifest":{"dash":{"autoCorrectDrift":false}}}
-      const extra = new URLSearchParams(location.search).get('shaka');
-      if (extra) player.configure(JSON.parse(extra));
+      const extra = jsonParam('shaka');
+      if (extra) player.configure(extra);
       player.addEventListener('error', (ev) => {
         const e = ev.detail || {};
         const info = { source: 'shaka', severity: e.severity, category: e.category, code: e.code, data: errText(e.data).slice(0, 300) };
@@ -414,7 +452,8 @@
       const load = async () => {
         await player.attach(this.video);
         await player.load(this.url);
-        this.log(`shaka loaded, live=${player.isLive()}, lowLatency=${player.getConfiguration().streaming.lowLatencyMode}`);
+        this.stats.keySystem = player.keySystem() || null;
+        this.log(`shaka loaded, live=${player.isLive()}, lowLatency=${player.getConfiguration().streaming.lowLatencyMode}, keySystem=${this.stats.keySystem || 'none'}`);
         this.video.play().catch((e) => this.log(`play(): ${e}`));
       };
       load().catch((e) => {
