@@ -104,6 +104,24 @@ fn listed(r: &Rendition, ended: bool) -> impl Iterator<Item = &Segment> {
 
 /// The client manifest, or `None` before there is anything to list.
 pub fn client_manifest(p: &LivePackager) -> Option<String> {
+    client_manifest_with(p, None)
+}
+
+/// A Smooth `ProtectionHeader`: the DRM system and its header, e.g.
+/// PlayReady's system id and its base64 PlayReady Object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectionHeader {
+    /// The system id as a GUID string (`9A04F079-9840-4286-AB92-E65BE0885F95`).
+    pub system_id: String,
+    /// The header value, base64.
+    pub value: String,
+}
+
+/// [`client_manifest`] with a `Protection` element for protected fragments.
+pub fn client_manifest_with(
+    p: &LivePackager,
+    protection: Option<&ProtectionHeader>,
+) -> Option<String> {
     let ended = p.is_ended();
     let lead = smooth_renditions(p).next()?;
     // Nothing listed yet: no manifest.
@@ -133,6 +151,14 @@ pub fn client_manifest(p: &LivePackager) -> Option<String> {
     }
     for r in smooth_renditions(p) {
         write_stream_index(&mut out, r, ended);
+    }
+    if let Some(h) = protection {
+        let _ = writeln!(
+            out,
+            "  <Protection>\n    <ProtectionHeader SystemID=\"{}\">{}</ProtectionHeader>\n  </Protection>",
+            xml_escape(&h.system_id),
+            xml_escape(&h.value)
+        );
     }
     out.push_str("</SmoothStreamingMedia>\n");
     Some(out)
@@ -463,6 +489,38 @@ mod tests {
         let frag = fragment(&p, MediaKind::Video, t).unwrap();
         let at = frag.windows(16).position(|w| w == TFRF).expect("tfrf");
         assert_eq!(frag[at + 20], LOOKAHEAD as u8);
+    }
+
+    #[test]
+    fn manifest_can_carry_a_protection_header() {
+        let p = running();
+        let h = ProtectionHeader {
+            system_id: "9A04F079-9840-4286-AB92-E65BE0885F95".into(),
+            value: "AAAA".into(),
+        };
+        let xml = client_manifest_with(&p, Some(&h)).unwrap();
+        let mut reader = quick_xml::Reader::from_str(&xml);
+        let mut found = None;
+        let mut inside = false;
+        loop {
+            match reader.read_event().expect("well-formed XML") {
+                Event::Start(e) if e.name().as_ref() == b"ProtectionHeader" => {
+                    inside = true;
+                    let id = e
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.as_ref() == b"SystemID")
+                        .unwrap();
+                    assert_eq!(&id.value[..], h.system_id.as_bytes());
+                }
+                Event::Text(t) if inside => found = Some(String::from_utf8(t.to_vec()).unwrap()),
+                Event::End(e) if e.name().as_ref() == b"ProtectionHeader" => inside = false,
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        assert_eq!(found.as_deref(), Some("AAAA"));
+        assert!(!client_manifest(&p).unwrap().contains("<Protection>"));
     }
 
     #[test]
