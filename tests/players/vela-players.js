@@ -215,7 +215,11 @@
       }
       this._lastTick = t;
       if (!st.playing) {
-        if (this._lastCt != null && ct > this._lastCt && !v.paused) {
+        // Started: currentTime advancing by playback, not the player's
+        // initial seek to the live edge (a jump, or while seeking), which may
+        // be followed by buffering before the first frame plays.
+        const dt0 = this._lastCt != null ? ct - this._lastCt : 0;
+        if (dt0 > 0 && dt0 < 1.0 && !v.paused && !v.seeking) {
           st.playing = true;
           st.firstPlayingAt = t;
           st.startTime = ct;
