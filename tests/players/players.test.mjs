@@ -189,7 +189,6 @@ function record(name, c, s, extra = {}) {
 // VELA_PLAYERS_STRICT=1 turns them into ordinary tests.
 const STRICT = process.env.VELA_PLAYERS_STRICT === '1';
 const KNOWN = {
-  shakaDashReconnectStart: 'finding: Shaka LL-DASH sometimes holds the first frame for ~0.5 s right after it starts (0.506 s measured once on a loaded 2-core machine, before any reconnect); other runs pass',
   shakaHlsStart: 'finding: Shaka loading HLS at the very start of a stream fails in its networking code ("Cannot read properties of undefined (reading \'match\')"); the same stream plays once it has run a few segments (the live case passes)',
 };
 const known = (k) => (STRICT ? {} : { todo: KNOWN[k] });
@@ -348,7 +347,7 @@ describe('publisher reconnects mid-stream', { concurrency: 1 }, () => {
   test('dash.js keeps playing across a discontinuity', { timeout: 300_000 }, async () => {
     await reconnectCase('dash.js LL-DASH reconnect', 'dashjs:dash', 'reconnect-dash');
   });
-  test('Shaka (DASH) keeps playing across a discontinuity', { timeout: 300_000, ...known('shakaDashReconnectStart') }, async () => {
+  test('Shaka (DASH) keeps playing across a discontinuity', { timeout: 300_000 }, async () => {
     await reconnectCase('Shaka DASH reconnect', 'shaka:dash', 'reconnect-shaka');
   });
 });
