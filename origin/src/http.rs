@@ -16,7 +16,7 @@
 //! status and a short text with no internals.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
@@ -29,7 +29,7 @@ use bytes::Bytes;
 use vela_media::MediaKind;
 use vela_packager::{dash, hls, smooth, time_fmt, LivePackager};
 
-use crate::live::{LiveRegistry, LiveStream};
+use crate::live::{now_ms, LiveRegistry, LiveStream};
 use crate::metrics;
 use crate::protect::{DashMode, DrmPolicy, FileId, Protection};
 
@@ -167,13 +167,6 @@ async fn metrics_text() -> Response {
         metrics::render(),
     )
         .into_response()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// The server's clock for DASH `UTCTiming` (`http-xsdate`).

@@ -85,7 +85,8 @@ impl LiveStream {
     }
 }
 
-fn now_ms() -> i64 {
+/// The wall clock, unix milliseconds (the packager's and manifests' time).
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
