@@ -31,6 +31,19 @@ pub struct FileConfig {
     /// Base URLs written into API responses (publish and playback URLs).
     #[serde(default)]
     pub public: PublicConfig,
+    #[serde(default)]
+    pub playback: PlaybackConfig,
+}
+
+/// Playback authorisation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybackConfig {
+    /// Every stream needs a signed, expiring token (`POST
+    /// /api/v1/playback-tokens`); `[live.streams.NAME] require_token`
+    /// decides for one stream.
+    #[serde(default)]
+    pub require_token: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +118,8 @@ pub struct StreamOverride {
     pub dvr_window_s: Option<f64>,
     pub segment_target_s: Option<f64>,
     pub part_target_s: Option<f64>,
+    /// Overrides `[playback] require_token` for this stream.
+    pub require_token: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

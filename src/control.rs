@@ -6,8 +6,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
+use vela_control_plane::auth::TokenError;
 use vela_control_plane::ControlPlane;
 use vela_ingest::{is_valid_open_key, PublishAuthorizer, Refusal};
+use vela_origin::access::{Denied, PlaybackGate};
 use vela_origin::protect::DrmPolicy;
 
 /// Per-stream settings learnt at publish time from a live entry (DVR
@@ -120,5 +122,30 @@ impl PublishAuthorizer for ControlPlaneAuthorizer {
         let cp = self.cp.clone();
         let name = name.to_string();
         tokio::spawn(async move { cp.publish_stopped(&name).await });
+    }
+}
+
+/// Playback authorisation from the configuration (which streams need a
+/// token) and the control plane's key (whether a token is good).
+pub struct TokenGate {
+    pub cp: ControlPlane,
+    /// `[playback] require_token`.
+    pub default: bool,
+    /// `[live.streams.NAME] require_token`.
+    pub streams: HashMap<String, bool>,
+}
+
+impl PlaybackGate for TokenGate {
+    fn requires_token(&self, stream: &str) -> bool {
+        self.streams.get(stream).copied().unwrap_or(self.default)
+    }
+
+    fn verify(&self, stream: &str, token: &str, now_s: i64) -> Result<(), Denied> {
+        match self.cp.verify_playback_token(token, stream, now_s) {
+            Ok(_) => Ok(()),
+            Err(TokenError::Expired) => Err(Denied::Expired),
+            Err(TokenError::Malformed) => Err(Denied::Malformed),
+            Err(TokenError::BadSignature) => Err(Denied::Invalid),
+        }
     }
 }

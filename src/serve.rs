@@ -202,6 +202,16 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         Arc::new(move |stream: &str| per_entry_drm.drm(stream).unwrap_or(open_policy)),
     )));
 
+    origin.access = Some(Arc::new(crate::control::TokenGate {
+        cp: cp.clone(),
+        default: s.file.playback.require_token,
+        streams: live_config
+            .streams
+            .iter()
+            .filter_map(|(name, o)| Some((name.clone(), o.require_token?)))
+            .collect(),
+    }));
+
     let app = vela_origin::router(origin)
         .merge(cp.router())
         .layer(axum::middleware::from_fn(

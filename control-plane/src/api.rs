@@ -1113,6 +1113,89 @@ pub async fn regenerate_key(
     Ok(Json(Entry::from_row(&cp, &e, true)))
 }
 
+/// `POST /playback-tokens` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybackTokenCreate {
+    /// What players play: a live entry's id, or an open-mode stream name.
+    #[schema(max_length = 128)]
+    pub stream: String,
+    /// Lifetime in seconds (1 to 604800; default 3600).
+    #[schema(minimum = 1, maximum = 604800)]
+    pub expiry_s: Option<i64>,
+}
+
+/// A signed, expiring playback token and the URLs that carry it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlaybackToken {
+    pub token: String,
+    pub stream: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub playback: PlaybackUrls,
+}
+
+/// Issue a playback token for a stream that requires one (`[playback]
+/// require_token`): players send it as `?token=` on the manifest URL, and
+/// every URL the manifest writes carries it on.
+#[utoipa::path(post, path = "/api/v1/playback-tokens", tag = "playback",
+    request_body = PlaybackTokenCreate, security(("bearer" = [])),
+    responses((status = 200, body = PlaybackToken), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn create_playback_token(
+    State(cp): State<ControlPlane>,
+    Auth(c): Auth,
+    ApiJson(req): ApiJson<PlaybackTokenCreate>,
+) -> Result<Json<PlaybackToken>, ApiError> {
+    check_str("stream", &req.stream, 1, 128)?;
+    let expiry = req.expiry_s.unwrap_or(3600);
+    if !(1..=604_800).contains(&expiry) {
+        return Err(ApiError::Validation("expiry_s must be 1 to 604800".into()));
+    }
+    if auth::is_entry_id(&req.stream) {
+        if !c.may("view", Some(&req.stream)) {
+            return Err(ApiError::Forbidden("no view privilege on this entry"));
+        }
+        let e = load_entry(&cp, c.p, &req.stream).await?;
+        if e.kind != "live" {
+            return Err(ApiError::Validation(
+                "only live entries are played live".into(),
+            ));
+        }
+    } else {
+        // Open-mode names belong to no partner's entry: admins only.
+        if !c.is_admin() {
+            return Err(ApiError::Forbidden(
+                "open-mode streams need an admin session",
+            ));
+        }
+        if !req
+            .stream
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(ApiError::Validation(
+                "stream is not a valid stream name".into(),
+            ));
+        }
+    }
+    let expires_at = now_s() + expiry;
+    let token = cp.sign_playback_token(&req.stream, expires_at);
+    let http = cp.inner.cfg.public_http_base.trim_end_matches('/');
+    let url = |file: &str| format!("{http}/live/{}/{file}?token={token}", req.stream);
+    Ok(Json(PlaybackToken {
+        playback: PlaybackUrls {
+            hls: url("master.m3u8"),
+            dash: url("manifest.mpd"),
+            mss: url("Manifest"),
+        },
+        token,
+        stream: req.stream,
+        expires_at,
+    }))
+}
+
 fn check_filter_str(field: &str, v: &Option<String>) -> Result<(), ApiError> {
     if let Some(s) = v {
         check_str(field, s, 1, 512)?;
@@ -1589,12 +1672,14 @@ impl Modify for BearerScheme {
         create_session, create_partner, list_partners, get_partner, regenerate_secret,
         create_entry, list_entries, get_entry, patch_entry, delete_entry, regenerate_key,
         search, create_category, list_categories, get_category, patch_category, delete_category,
-        create_profile, list_profiles, get_profile, patch_profile, delete_profile
+        create_profile, list_profiles, get_profile, patch_profile, delete_profile,
+        create_playback_token
     ),
     components(schemas(ErrorBody, Entry, EntryCreate, EntryPatch, EntryList, SearchResults, SearchHit,
         SessionCreate, SessionToken, PartnerCreate, Partner, PartnerList, Category, CategoryCreate,
         CategoryPatch, CategoryList, ConversionProfile, FlavorParams, ProfileCreate, ProfilePatch,
-        ProfileList, Drm, EntryType, Role, PublishUrls, PlaybackUrls)),
+        ProfileList, Drm, EntryType, Role, PublishUrls, PlaybackUrls, PlaybackTokenCreate,
+        PlaybackToken)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -1629,6 +1714,7 @@ pub fn router(cp: ControlPlane) -> Router {
         )
         .route("/entries/{id}/regenerate-key", post(regenerate_key))
         .route("/search", get(search))
+        .route("/playback-tokens", post(create_playback_token))
         .route("/categories", post(create_category).get(list_categories))
         .route(
             "/categories/{id}",

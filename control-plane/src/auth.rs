@@ -131,6 +131,44 @@ impl TokenKey {
         Ok(claims)
     }
 
+    /// A playback token for `stream`, valid until `expires_at` (unix
+    /// seconds): `EXPIRES "." base64url(HMAC(key, stream NUL EXPIRES))`.
+    /// Short and URL-safe, as it travels in manifest and segment URLs.
+    pub fn sign_playback(&self, stream: &str, expires_at: i64) -> String {
+        let sig = self.playback_mac(stream, expires_at);
+        format!("{expires_at}.{}", B64.encode(sig))
+    }
+
+    /// Verifies a playback token for `stream` at `now` (unix seconds). A
+    /// token for another stream fails as a bad signature.
+    pub fn verify_playback(&self, token: &str, stream: &str, now: i64) -> Result<i64, TokenError> {
+        if token.len() > 128 {
+            return Err(TokenError::Malformed);
+        }
+        let (exp, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        if exp.is_empty() || exp.len() > 12 || !exp.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(TokenError::Malformed);
+        }
+        let expires_at: i64 = exp.parse().map_err(|_| TokenError::Malformed)?;
+        let sig = B64.decode(sig).map_err(|_| TokenError::Malformed)?;
+        let want = self.playback_mac(stream, expires_at);
+        if sig.len() != want.len() || !bool::from(sig.as_slice().ct_eq(&want)) {
+            return Err(TokenError::BadSignature);
+        }
+        if expires_at <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(expires_at)
+    }
+
+    fn playback_mac(&self, stream: &str, expires_at: i64) -> [u8; 32] {
+        let mut data = Vec::with_capacity(stream.len() + 24);
+        data.extend_from_slice(stream.as_bytes());
+        data.push(0);
+        data.extend_from_slice(expires_at.to_string().as_bytes());
+        self.mac(b"vela-playback-v1\0", &data)
+    }
+
     /// Seals a stream key for storage: `base64(nonce || key XOR PRF(nonce))`.
     /// HMAC-SHA256 in counter mode is the PRF; integrity comes from the stored hash.
     pub fn seal(&self, plain: &str) -> String {
@@ -250,6 +288,53 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn playback_tokens_bind_stream_and_expiry() {
+        let k = TokenKey::new([7; 32]);
+        let t = k.sign_playback("show", 1_000);
+        assert_eq!(k.verify_playback(&t, "show", 999), Ok(1_000));
+        assert_eq!(
+            k.verify_playback(&t, "show", 1_000),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            k.verify_playback(&t, "other", 999),
+            Err(TokenError::BadSignature)
+        );
+        // A changed expiry breaks the signature.
+        let forged = t.replacen("1000.", "9000.", 1);
+        assert_eq!(
+            k.verify_playback(&forged, "show", 999),
+            Err(TokenError::BadSignature)
+        );
+        // Another server key.
+        let other = TokenKey::new([8; 32]);
+        assert_eq!(
+            other.verify_playback(&t, "show", 999),
+            Err(TokenError::BadSignature)
+        );
+        for bad in [
+            "",
+            ".",
+            "1000",
+            "x.abc",
+            "-5.abc",
+            "1000.%%%",
+            &"9".repeat(200),
+        ] {
+            assert_eq!(
+                k.verify_playback(bad, "show", 0),
+                Err(TokenError::Malformed),
+                "{bad}"
+            );
+        }
+        assert!(
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            "{t}"
+        );
+    }
 
     fn claims(e: i64) -> Claims {
         Claims {

@@ -88,6 +88,9 @@ pub(crate) struct Inner {
     pub(crate) search: SearchIndex,
     pub(crate) tokens: TokenKey,
     pub(crate) sealer: TokenKey,
+    /// Signs playback tokens (a key derived from the server key, which the
+    /// database shares between nodes).
+    pub(crate) playback: TokenKey,
     /// partner id -> (secret generation, active).
     pub(crate) partners: RwLock<HashMap<i64, (i64, bool)>>,
     /// Entry cache for the embedded (single-process) SQLite backend.
@@ -142,6 +145,7 @@ impl ControlPlane {
         let tokens = TokenKey::new(server_key);
         // A separate key for sealing stream keys, derived from the server key.
         let sealer = TokenKey::new(derive(&server_key, b"seal"));
+        let playback = TokenKey::new(derive(&server_key, b"playback"));
 
         // The admin partner (id 1) on first start.
         let now = now_s();
@@ -168,6 +172,7 @@ impl ControlPlane {
                 search,
                 tokens,
                 sealer,
+                playback,
                 partners: RwLock::new(HashMap::new()),
                 cache,
                 cfg,
@@ -216,6 +221,21 @@ impl ControlPlane {
     /// The `/api/v1` router (merge it into the server's router).
     pub fn router(&self) -> axum::Router {
         api::router(self.clone())
+    }
+
+    /// A playback token for `stream` until `expires_at` (unix seconds).
+    pub fn sign_playback_token(&self, stream: &str, expires_at: i64) -> String {
+        self.inner.playback.sign_playback(stream, expires_at)
+    }
+
+    /// Checks a playback token for `stream` at `now` (unix seconds).
+    pub fn verify_playback_token(
+        &self,
+        token: &str,
+        stream: &str,
+        now: i64,
+    ) -> Result<i64, auth::TokenError> {
+        self.inner.playback.verify_playback(token, stream, now)
     }
 
     /// The repository (for tests and tools).

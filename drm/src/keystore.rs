@@ -51,7 +51,8 @@ struct KeyFile {
 
 struct State {
     streams: HashMap<String, Vec<(Option<MediaKind>, ContentKey)>>,
-    by_kid: HashMap<[u8; 16], ContentKey>,
+    /// Every key by id, with the stream it belongs to.
+    by_kid: HashMap<[u8; 16], (std::sync::Arc<str>, ContentKey)>,
 }
 
 /// The key store. Cheap to share behind an `Arc`; methods take `&self`.
@@ -157,7 +158,9 @@ impl KeyStore {
                     key: unhex16(&r.key).ok_or_else(|| bad("key"))?,
                     iv: unhex16(&r.iv).ok_or_else(|| bad("iv"))?,
                 };
-                state.by_kid.insert(key.kid, key.clone());
+                state
+                    .by_kid
+                    .insert(key.kid, (file.stream.as_str().into(), key.clone()));
                 keys.push((kind, key));
             }
             state.streams.insert(file.stream, keys);
@@ -228,7 +231,7 @@ impl KeyStore {
         for kid in dropped {
             st.by_kid.remove(&kid);
         }
-        st.by_kid.insert(key.kid, key.clone());
+        st.by_kid.insert(key.kid, (stream.into(), key.clone()));
         st.streams.insert(stream.to_string(), keys);
         tracing::info!(stream, kind = kind_str(kind), period, kid = %crate::pssh::uuid_string(&key.kid), "new content key");
         Ok(key)
@@ -236,6 +239,12 @@ impl KeyStore {
 
     /// The key with this id, from any stream (for license requests).
     pub fn find_by_kid(&self, kid: &[u8; 16]) -> Option<ContentKey> {
+        self.find_with_stream(kid).map(|(_, k)| k)
+    }
+
+    /// The key with this id and the stream it belongs to (for playback
+    /// authorisation of key and licence requests).
+    pub fn find_with_stream(&self, kid: &[u8; 16]) -> Option<(std::sync::Arc<str>, ContentKey)> {
         let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.by_kid.get(kid).cloned()
     }
@@ -324,6 +333,8 @@ mod tests {
         let s = KeyStore::open(&keys, None).unwrap();
         assert_eq!(s.key("cam1", None, 5).unwrap(), a);
         assert_eq!(s.find_by_kid(&v.kid).unwrap(), v);
+        // After a restart a key still names its stream.
+        assert_eq!(&*s.find_with_stream(&v.kid).unwrap().0, "cam1");
         assert!(s.find_by_kid(&[0; 16]).is_none());
         #[cfg(unix)]
         {

@@ -10,7 +10,11 @@
 //! | `/live/S/QualityLevels(B)/Fragments(video=T)` | Smooth fragment (re-boxed segment) |
 //! | `/healthz`, `/metrics`, `/time` | health, Prometheus, clock for DASH players |
 //!
-//! Caching: manifests are fresh for a second (`max-age=1`); media files never
+//! Caching: manifests are fresh for a second in shared caches (`s-maxage=1`,
+//! so a CDN collapses viewers' polls) and not at all in a player's own cache
+//! (`max-age=0`): players refresh an LL-DASH MPD every part (a third of a
+//! second), and a browser-cached copy up to a second old hid new segments
+//! and put Shaka a second further from the edge. Media files never
 //! change once written, so they are `immutable` for a year and carry a strong
 //! ETag. Errors are mapped once, in [`OriginError`]'s `IntoResponse`, to a
 //! status and a short text with no internals.
@@ -29,11 +33,12 @@ use bytes::Bytes;
 use vela_media::MediaKind;
 use vela_packager::{dash, hls, smooth, time_fmt, LivePackager};
 
+use crate::access::{self, Denied, SharedGate};
 use crate::live::{now_ms, LiveRegistry, LiveStream};
 use crate::metrics;
 use crate::protect::{DashMode, DrmPolicy, FileId, Protection};
 
-const PLAYLIST_CACHE: &str = "public, max-age=1";
+const PLAYLIST_CACHE: &str = "public, max-age=0, s-maxage=1";
 const ENDED_PLAYLIST_CACHE: &str = "public, max-age=60";
 const MEDIA_CACHE: &str = "public, max-age=31536000, immutable";
 const ERROR_CACHE: &str = "no-cache";
@@ -48,6 +53,8 @@ pub struct OriginState {
     pub dash_target_latency_ms: u32,
     /// Keys and encryption policy; `None`: every stream is clear.
     pub protection: Option<Arc<Protection>>,
+    /// Playback authorisation; `None`: every stream is open.
+    pub access: Option<SharedGate>,
 }
 
 impl OriginState {
@@ -57,6 +64,7 @@ impl OriginState {
             first_media_wait: Duration::from_secs(8),
             dash_target_latency_ms: 1500,
             protection: None,
+            access: None,
         }
     }
 }
@@ -74,6 +82,8 @@ pub enum OriginError {
     NotYet,
     #[error("internal error")]
     Internal,
+    #[error("{0}")]
+    Denied(#[from] Denied),
 }
 
 impl IntoResponse for OriginError {
@@ -83,6 +93,7 @@ impl IntoResponse for OriginError {
             OriginError::BadRequest(_) => StatusCode::BAD_REQUEST,
             OriginError::NotYet => StatusCode::SERVICE_UNAVAILABLE,
             OriginError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            OriginError::Denied(d) => return denied_response(d),
         };
         let mut res = (status, format!("{self}\n")).into_response();
         res.headers_mut()
@@ -92,6 +103,39 @@ impl IntoResponse for OriginError {
 }
 
 type OriginResult = Result<Response, OriginError>;
+
+/// A refused playback: 401 without a token, 403 with a bad one; a JSON
+/// error that says which, and nothing else.
+fn denied_response(d: Denied) -> Response {
+    let status = match d {
+        Denied::Missing => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
+    };
+    json_error(status, d.code(), &d.to_string())
+}
+
+/// Playback authorisation of a request for `stream` (see [`access`]):
+/// the token when the stream needs one and it opens it.
+fn authorize<'t>(
+    state: &OriginState,
+    stream: &str,
+    token: Option<&'t str>,
+) -> Result<Option<&'t str>, OriginError> {
+    access::check(state.access.as_ref(), stream, token, now_ms() / 1000).map_err(|d| {
+        tracing::info!(stream, reason = d.code(), "playback refused");
+        OriginError::Denied(d)
+    })
+}
+
+/// Where a manifest puts the URLs it writes: under the token's path.
+fn token_prefix(token: Option<&str>) -> String {
+    token.map(|t| format!("t/{t}/")).unwrap_or_default()
+}
+
+/// `?token=T` for absolute URLs (keys, licences).
+fn token_query(token: Option<&str>) -> String {
+    token.map(|t| format!("?token={t}")).unwrap_or_default()
+}
 
 /// The live origin's routes (state applied).
 pub fn router(state: OriginState) -> Router {
@@ -109,6 +153,14 @@ pub fn router(state: OriginState) -> Router {
         )
         .route("/live/{stream}/{rendition}/index.m3u8", get(media_playlist))
         .route("/live/{stream}/{rendition}/{file}", get(media_file))
+        .route(
+            "/live/{stream}/t/{token}/{rendition}/index.m3u8",
+            get(media_playlist_with_token),
+        )
+        .route(
+            "/live/{stream}/t/{token}/{rendition}/{file}",
+            get(media_file_with_token),
+        )
         .with_state(state)
 }
 
@@ -193,6 +245,18 @@ enum FirstMedia {
     /// A complete segment: HLS players (Shaka, hls.js) fail or error on a
     /// media playlist that has parts but no segment yet.
     Segment,
+    /// Complete segments for a player's start: three (the hold-back of
+    /// RFC 8216bis), or as many as the window holds. Shaka probes media
+    /// playlists at a quarter and three quarters of their length, and with
+    /// one or two complete segments that lands on the segment being built,
+    /// which has no URI of its own (a fatal error in Shaka 5.2).
+    Start,
+}
+
+/// Complete segments that [`FirstMedia::Start`] waits for.
+fn start_segments(cfg: &vela_packager::PackagerConfig) -> usize {
+    let fit = (cfg.dvr_window / cfg.segment_target.max(0.001)).floor() as usize;
+    fit.clamp(1, 3)
 }
 
 /// Waits (bounded) until the stream has its first media, so that a player
@@ -202,15 +266,27 @@ async fn wait_for_media(
     s: &LiveStream,
     need: FirstMedia,
 ) -> Result<(), OriginError> {
+    let (want, wait) = {
+        let p = s.read();
+        let cfg = p.config();
+        match need {
+            FirstMedia::Start => {
+                let n = start_segments(cfg);
+                let extra = Duration::from_secs_f64(cfg.segment_target * n as f64);
+                (n, state.first_media_wait + extra)
+            }
+            _ => (1, state.first_media_wait),
+        }
+    };
     let has_media = |p: &LivePackager| {
         p.is_ended()
             || p.renditions().iter().all(|r| {
-                !r.segments.is_empty()
+                r.segments.len() >= want
                     || (need == FirstMedia::Part
                         && r.building.as_ref().is_some_and(|b| !b.parts.is_empty()))
             }) && p.lead().is_some()
     };
-    if s.wait_until(state.first_media_wait, has_media).await {
+    if s.wait_until(wait, has_media).await {
         Ok(())
     } else {
         Err(OriginError::NotYet)
@@ -268,12 +344,14 @@ fn manifest_response(
 async fn master_playlist(
     State(state): State<OriginState>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
+    let token = authorize(&state, &name, access::query_token(query.as_deref()))?;
     let s = stream(&state, &name)?;
-    wait_for_media(&state, &s, FirstMedia::Segment).await?;
+    wait_for_media(&state, &s, FirstMedia::Start).await?;
     let p = s.read();
-    let body = hls::master_playlist(&p).ok_or(OriginError::NotYet)?;
+    let body = hls::master_playlist_at(&p, &token_prefix(token)).ok_or(OriginError::NotYet)?;
     Ok(manifest_response(
         &headers,
         "application/vnd.apple.mpegurl",
@@ -285,8 +363,10 @@ async fn master_playlist(
 async fn manifest_mpd(
     State(state): State<OriginState>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
+    let token = authorize(&state, &name, access::query_token(query.as_deref()))?;
     let s = stream(&state, &name)?;
     wait_for_media(&state, &s, FirstMedia::Part).await?;
     let host = headers
@@ -297,8 +377,9 @@ async fn manifest_mpd(
     let protection = match (&state.protection, policy.dash) {
         (Some(prot), mode) if mode != DashMode::None => {
             let license = format!(
-                "http://{}/drm/clearkey/license",
-                host.unwrap_or("localhost")
+                "http://{}/drm/clearkey/license{}",
+                host.unwrap_or("localhost"),
+                token_query(token)
             );
             Some(
                 prot.dash_protection(&name, mode, &license)
@@ -311,6 +392,7 @@ async fn manifest_mpd(
         utc_timing_url: host.map(|h| format!("http://{h}/time")),
         target_latency_ms: state.dash_target_latency_ms,
         protection,
+        base_url: token.map(|t| token_prefix(Some(t))),
     };
     let p = s.read();
     let body = dash::mpd(&p, now_ms(), &opts).ok_or(OriginError::NotYet)?;
@@ -325,8 +407,10 @@ async fn manifest_mpd(
 async fn smooth_manifest(
     State(state): State<OriginState>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
+    let token = authorize(&state, &name, access::query_token(query.as_deref()))?;
     let s = stream(&state, &name)?;
     if !policy_of(&state, &name).serves_smooth() {
         // Smooth output is clear: a stream whose every format is protected has none.
@@ -339,7 +423,8 @@ async fn smooth_manifest(
         return Err(OriginError::NotYet);
     }
     let p = s.read();
-    let body = smooth::client_manifest(&p).ok_or(OriginError::NotYet)?;
+    let body =
+        smooth::client_manifest_with(&p, None, &token_prefix(token)).ok_or(OriginError::NotYet)?;
     Ok(manifest_response(
         &headers,
         "text/xml; charset=utf-8",
@@ -388,7 +473,11 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// `GET /drm/keys/{kid}`: the 16-byte content key of an HLS `EXT-X-KEY` URI.
-async fn key_file(State(state): State<OriginState>, Path(kid): Path<String>) -> Response {
+async fn key_file(
+    State(state): State<OriginState>,
+    Path(kid): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let Some(prot) = &state.protection else {
         return json_error(StatusCode::NOT_FOUND, "not_found", "no such key");
     };
@@ -399,27 +488,53 @@ async fn key_file(State(state): State<OriginState>, Path(kid): Path<String>) -> 
             "a key id is 32 hex digits",
         );
     };
-    match prot.keys.find_by_kid(&kid) {
-        Some(k) => (
-            [
-                (header::CONTENT_TYPE, "application/octet-stream"),
-                (header::CACHE_CONTROL, "private, no-store"),
-            ],
-            Bytes::copy_from_slice(&k.key),
-        )
-            .into_response(),
+    match prot.keys.find_with_stream(&kid) {
+        Some((stream, k)) => {
+            if let Err(e) = authorize(&state, &stream, access::query_token(query.as_deref())) {
+                return e.into_response();
+            }
+            (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream"),
+                    (header::CACHE_CONTROL, "private, no-store"),
+                ],
+                Bytes::copy_from_slice(&k.key),
+            )
+                .into_response()
+        }
         None => json_error(StatusCode::NOT_FOUND, "not_found", "no such key"),
     }
 }
 
 /// `POST /drm/clearkey/license`: the W3C ClearKey licence exchange.
-async fn clearkey_license(State(state): State<OriginState>, body: Bytes) -> Response {
+async fn clearkey_license(
+    State(state): State<OriginState>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
     let Some(prot) = &state.protection else {
         return json_error(StatusCode::NOT_FOUND, "not_found", "no keys on this server");
     };
-    match vela_drm::clearkey::license_response(&body, |kid| {
-        prot.keys.find_by_kid(kid).map(|k| k.key)
-    }) {
+    let token = access::query_token(query.as_deref());
+    // A key is licensed only if the token opens its stream; the first
+    // refusal is the answer when no key is left.
+    let refused = std::cell::Cell::new(None);
+    let result = vela_drm::clearkey::license_response(&body, |kid| {
+        let (stream, k) = prot.keys.find_with_stream(kid)?;
+        match authorize(&state, &stream, token) {
+            Ok(_) => Some(k.key),
+            Err(OriginError::Denied(d)) => {
+                refused.set(refused.get().or(Some(d)));
+                None
+            }
+            Err(_) => None,
+        }
+    });
+    if let (Err(vela_drm::clearkey::LicenseError::UnknownKids), Some(d)) = (&result, refused.get())
+    {
+        return denied_response(d);
+    }
+    match result {
         Ok(json) => (
             [
                 (header::CONTENT_TYPE, "application/json"),
@@ -493,6 +608,29 @@ async fn media_playlist(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
+    let token = access::query_token(query.as_deref()).map(str::to_string);
+    serve_media_playlist(state, name, rid, token, query, headers).await
+}
+
+/// A media playlist under the playback token's path (`/live/S/t/T/R/index.m3u8`).
+async fn media_playlist_with_token(
+    State(state): State<OriginState>,
+    Path((name, token, rid)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> OriginResult {
+    serve_media_playlist(state, name, rid, Some(token), query, headers).await
+}
+
+async fn serve_media_playlist(
+    state: OriginState,
+    name: String,
+    rid: String,
+    token: Option<String>,
+    query: Option<String>,
+    headers: HeaderMap,
+) -> OriginResult {
+    let token = authorize(&state, &name, token.as_deref())?;
     let s = stream(&state, &name)?;
     let d = directives(query.as_deref())?;
     if s.read().rendition(&rid).is_none() {
@@ -534,8 +672,9 @@ async fn media_playlist(
                 .rendition(&rid)
                 .map(|r| r.track.kind())
                 .ok_or(OriginError::NotFound)?;
+            let key_query = token_query(token);
             let key_attributes = |msn: u64| {
-                prot.hls_key_attributes(&name, policy.hls, kind, msn)
+                prot.hls_key_attributes(&name, policy.hls, kind, msn, &key_query)
                     .unwrap_or_default()
             };
             let keying = hls::HlsKeying {
@@ -634,6 +773,28 @@ fn media_headers(kind: MediaKind, etag: &str, len: Option<usize>) -> HeaderMap {
 async fn media_file(
     State(state): State<OriginState>,
     Path((name, rid, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> OriginResult {
+    authorize(&state, &name, access::query_token(query.as_deref()))?;
+    serve_media_file(state, name, rid, file, headers).await
+}
+
+/// A media file under the playback token's path (`/live/S/t/T/R/FILE`).
+async fn media_file_with_token(
+    State(state): State<OriginState>,
+    Path((name, token, rid, file)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> OriginResult {
+    authorize(&state, &name, Some(&token))?;
+    serve_media_file(state, name, rid, file, headers).await
+}
+
+async fn serve_media_file(
+    state: OriginState,
+    name: String,
+    rid: String,
+    file: String,
     headers: HeaderMap,
 ) -> OriginResult {
     let s = stream(&state, &name)?;
@@ -1054,7 +1215,8 @@ mod tests {
         let (hub, app) = setup();
         let publisher = hub.publish("show").unwrap();
         publisher.send(tracks());
-        for i in 0..70 {
+        // Segment 1 has its first part (frames 60..70), so a hint is listed.
+        for i in 0..72 {
             publisher.send(frame(i));
         }
         settle().await;
@@ -1081,7 +1243,7 @@ mod tests {
         };
         settle().await;
         assert!(!waiting.is_finished(), "must block until the part exists");
-        for i in 70..90 {
+        for i in 72..90 {
             publisher.send(frame(i));
         }
         let (status, _, body) = waiting.await.unwrap();
@@ -1091,6 +1253,154 @@ mod tests {
         let (status, _, data) = part_req.await.unwrap();
         assert_eq!(status, StatusCode::OK);
         assert_eq!(&data[4..8], b"moof");
+    }
+
+    /// A player's start: the master playlist answers once three segments
+    /// are complete, so that a player's probes of the media playlists find
+    /// complete segments.
+    #[tokio::test]
+    async fn master_playlist_waits_for_three_segments() {
+        let (hub, app) = setup();
+        let publisher = hub.publish("show").unwrap();
+        publisher.send(tracks());
+        for i in 0..70 {
+            publisher.send(frame(i)); // segment 0 complete, segment 1 begun
+        }
+        settle().await;
+        let app2 = app.clone();
+        let waiting = tokio::spawn(async move { get(&app2, "/live/show/master.m3u8").await });
+        settle().await;
+        assert!(!waiting.is_finished(), "answered with one complete segment");
+        for i in 70..190 {
+            publisher.send(frame(i)); // segment 2 complete at frame 180
+        }
+        let (status, _, body) = waiting.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&body).contains("#EXT-X-STREAM-INF"));
+        let (_, _, media) = get(&app, "/live/show/v1/index.m3u8").await;
+        let media = String::from_utf8_lossy(&media).into_owned();
+        assert_eq!(media.matches("#EXTINF").count(), 3, "{media}");
+    }
+
+    /// Stream "paid" needs the token "1.paid-ok"; "1.paid-old" has expired.
+    struct TestGate;
+
+    impl access::PlaybackGate for TestGate {
+        fn requires_token(&self, stream: &str) -> bool {
+            stream == "paid"
+        }
+        fn verify(&self, stream: &str, token: &str, _now_s: i64) -> Result<(), Denied> {
+            match token
+                .strip_prefix("1.")
+                .and_then(|t| t.strip_prefix(stream))
+            {
+                Some("-ok") => Ok(()),
+                Some("-old") => Err(Denied::Expired),
+                _ => Err(Denied::Invalid),
+            }
+        }
+    }
+
+    async fn json_code(app: &Router, uri: &str) -> (StatusCode, String) {
+        let (status, headers, body) = get(app, uri).await;
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (status, v["error"]["code"].as_str().unwrap().to_string())
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_requires_a_token_is_played_only_with_one() {
+        let hub = StreamHub::new(4096, Duration::from_secs(1));
+        let live = LiveRegistry::attach(&hub, StdArc::new(|_: &str| PackagerConfig::default()));
+        let mut state = OriginState::new(live);
+        state.first_media_wait = Duration::from_secs(2);
+        state.access = Some(StdArc::new(TestGate));
+        let app = router(state);
+        let mut publishers = Vec::new();
+        for key in ["paid", "free"] {
+            let publisher = hub.publish(key).unwrap();
+            publisher.send(tracks());
+            for i in 0..200 {
+                publisher.send(frame(i));
+            }
+            publishers.push(publisher);
+        }
+        settle().await;
+
+        // Without a token, with a bad one, an expired one, another stream's.
+        for (uri, status, code) in [
+            (
+                "/live/paid/master.m3u8",
+                StatusCode::UNAUTHORIZED,
+                "token_required",
+            ),
+            (
+                "/live/paid/manifest.mpd",
+                StatusCode::UNAUTHORIZED,
+                "token_required",
+            ),
+            (
+                "/live/paid/v1/index.m3u8",
+                StatusCode::UNAUTHORIZED,
+                "token_required",
+            ),
+            (
+                "/live/paid/v1/seg-0.m4s",
+                StatusCode::UNAUTHORIZED,
+                "token_required",
+            ),
+            (
+                "/live/paid/master.m3u8?token=1.paid-old",
+                StatusCode::FORBIDDEN,
+                "token_expired",
+            ),
+            (
+                "/live/paid/master.m3u8?token=1.free-ok",
+                StatusCode::FORBIDDEN,
+                "token_invalid",
+            ),
+            (
+                "/live/paid/t/1.free-ok/v1/seg-0.m4s",
+                StatusCode::FORBIDDEN,
+                "token_invalid",
+            ),
+            (
+                "/live/paid/t/a%20b/v1/seg-0.m4s",
+                StatusCode::FORBIDDEN,
+                "token_malformed",
+            ),
+        ] {
+            assert_eq!(
+                json_code(&app, uri).await,
+                (status, code.to_string()),
+                "{uri}"
+            );
+        }
+
+        // With the token: every URL the manifests write carries it.
+        let (status, _, body) = get(&app, "/live/paid/master.m3u8?token=1.paid-ok").await;
+        assert_eq!(status, StatusCode::OK);
+        let master = String::from_utf8_lossy(&body).into_owned();
+        assert!(master.contains("\nt/1.paid-ok/v1/index.m3u8"), "{master}");
+        let (status, _, body) = get(&app, "/live/paid/t/1.paid-ok/v1/index.m3u8").await;
+        assert_eq!(status, StatusCode::OK);
+        let media = String::from_utf8_lossy(&body).into_owned();
+        assert!(media.contains("\nseg-0.m4s"), "{media}");
+        let (status, _, body) = get(&app, "/live/paid/t/1.paid-ok/v1/seg-0.m4s").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[4..8], b"moof");
+        let (status, _, body) = get(&app, "/live/paid/manifest.mpd?token=1.paid-ok").await;
+        assert_eq!(status, StatusCode::OK);
+        let mpd = String::from_utf8_lossy(&body).into_owned();
+        assert!(mpd.contains("<BaseURL>t/1.paid-ok/</BaseURL>"), "{mpd}");
+        let (status, _, body) = get(&app, "/live/paid/Manifest?token=1.paid-ok").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&body).contains("Url=\"t/1.paid-ok/QualityLevels("));
+
+        // An open stream needs nothing, and its manifests carry no token.
+        let (status, _, body) = get(&app, "/live/free/master.m3u8").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&body).contains("\nv1/index.m3u8"));
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@
 //! parts and init segments; a request that waits for media (LL-HLS blocking
 //! reload, a preload-hinted part, a DASH segment still being built) waits on
 //! that channel, bounded in time, never by polling.
+pub mod access;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -220,20 +220,21 @@ impl Protection {
         mode: HlsMode,
         kind: MediaKind,
         msn: u64,
+        key_query: &str,
     ) -> Option<String> {
         match mode {
             HlsMode::None => None,
             HlsMode::Aes128 => {
                 let key = self.key_for(stream, "aes", kind, msn).ok()?;
                 Some(format!(
-                    "METHOD=AES-128,URI=\"/drm/keys/{}\"",
+                    "METHOD=AES-128,URI=\"/drm/keys/{}{key_query}\"",
                     hex(&key.kid)
                 ))
             }
             HlsMode::SampleAes => {
                 let key = self.key_for(stream, "cbcs", kind, msn).ok()?;
                 Some(format!(
-                    "METHOD=SAMPLE-AES,URI=\"/drm/keys/{}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\",IV=0x{}",
+                    "METHOD=SAMPLE-AES,URI=\"/drm/keys/{}{key_query}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\",IV=0x{}",
                     hex(&key.kid),
                     hex(&key.iv)
                 ))

@@ -29,6 +29,9 @@ pub struct MpdOptions {
     pub target_latency_ms: u32,
     /// Common encryption of the media, if any.
     pub protection: Option<DashProtection>,
+    /// A `BaseURL` for every segment and init URL (relative to the MPD,
+    /// ending in `/`), e.g. the playback token's path.
+    pub base_url: Option<String>,
 }
 
 /// Common encryption as the MPD describes it.
@@ -94,8 +97,17 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
             iso_duration(cfg.part_target),
             iso_duration(cfg.dvr_window),
             // Measured from the edge that availabilityTimeOffset moves
-            // forward, as Shaka does: the target plus that offset.
-            iso_duration(f64::from(opts.target_latency_ms.max(500)) / 1000.0 + availability_time_offset(cfg))
+            // forward, as Shaka does: the target plus that offset, plus how
+            // far the announced end of the segment being built lies ahead of
+            // now (Shaka's drift correction takes the newest listed segment
+            // end for "now" and keeps that for the whole session, which put
+            // it up to a segment closer to the edge than the target, where
+            // it stalled).
+            iso_duration(
+                f64::from(opts.target_latency_ms.max(500)) / 1000.0
+                    + availability_time_offset(cfg)
+                    + announced_lead_secs(p, anchor, now_ms, longest)
+            )
         );
     }
     let _ = writeln!(
@@ -104,6 +116,9 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
         iso_duration(longest),
         iso_duration(cfg.part_target * 3.0)
     );
+    if let Some(base) = &opts.base_url {
+        let _ = writeln!(out, "  <BaseURL>{}</BaseURL>", xml_escape(base));
+    }
     if !ended {
         let target = opts.target_latency_ms.max(500);
         let _ = writeln!(
@@ -188,6 +203,27 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
 /// exists (the origin streams the rest as it is written).
 fn availability_time_offset(cfg: &crate::PackagerConfig) -> f64 {
     (cfg.segment_target - cfg.part_target).max(0.0)
+}
+
+/// How far ahead of the wall clock's media time (`now - anchor`) the
+/// listed timeline ends: the building segment is announced with the
+/// duration it is expected to reach. At most one segment (`longest`).
+fn announced_lead_secs(p: &LivePackager, anchor: i64, now_ms: i64, longest: f64) -> f64 {
+    let now_secs = (now_ms - anchor) as f64 / 1000.0;
+    let listed_end = p
+        .renditions()
+        .iter()
+        .filter_map(|r| {
+            let b = r.building.as_ref().filter(|b| !b.parts.is_empty())?;
+            let end = b.start + estimated_duration(p, r, b);
+            Some(end as f64 / f64::from(r.timescale()))
+        })
+        .fold(f64::NEG_INFINITY, f64::max);
+    if listed_end.is_finite() {
+        (listed_end - now_secs).clamp(0.0, longest.max(0.0))
+    } else {
+        0.0
+    }
 }
 
 fn span_secs(r: &Rendition) -> (f64, f64) {
@@ -437,11 +473,14 @@ mod tests {
                 utc_timing_url: Some("http://h/time".into()),
                 target_latency_ms: 1500,
                 protection: None,
+                base_url: Some("t/1.x-y/".into()),
             },
         )
         .unwrap();
         let els = elements(&xml);
         let mpd = &els[0].1;
+        // The schema's order: BaseURL before ServiceDescription and Periods.
+        assert!(xml.contains("  <BaseURL>t/1.x-y/</BaseURL>\n  <ServiceDescription"), "{xml}");
         assert_eq!(mpd["type"], "dynamic");
         assert_eq!(mpd["availabilityStartTime"], "2026-11-18T11:06:40.000Z");
         assert_eq!(mpd["timeShiftBufferDepth"], "PT120S");
@@ -493,6 +532,50 @@ mod tests {
             + usize::from(v.building.as_ref().is_some_and(|b| !b.parts.is_empty()));
         assert_eq!(count, expected);
         assert_eq!(templates[0].1["startNumber"], v.segments[0].msn.to_string());
+    }
+
+    /// Shaka's drift correction takes the end of the newest listed segment
+    /// for "now"; the delay it is given makes up for how far that end lies
+    /// ahead of the wall clock, so it still starts at the target latency.
+    #[test]
+    fn presentation_delay_covers_the_announced_building_segment() {
+        let wall0 = 1_795_000_000_000;
+        let mut p = LivePackager::new(PackagerConfig::default());
+        p.push(
+            MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+            0,
+        );
+        // 2 s segments of 1 s GOPs; at 10.6 s the segment begun at 10 s has
+        // its first part and is announced as ending at 12 s.
+        feed(&mut p, 0, 10.6, 30, wall0);
+        let opts = MpdOptions {
+            target_latency_ms: 1500,
+            ..MpdOptions::default()
+        };
+        let delay = |now_ms| {
+            let xml = mpd(&p, now_ms, &opts).unwrap();
+            let d = &elements(&xml)[0].1["suggestedPresentationDelay"];
+            d.trim_start_matches("PT")
+                .trim_end_matches('S')
+                .parse::<f64>()
+                .unwrap()
+        };
+        // target 1.5 + availabilityTimeOffset 1.667 + (12 - 10.6); the audio
+        // track's segment ends a few milliseconds later than the video's.
+        let close = |a: f64, b: f64| (a - b).abs() < 0.02;
+        assert!(
+            close(delay(wall0 + 10_600), 4.567),
+            "{}",
+            delay(wall0 + 10_600)
+        );
+        // Later in the same segment, less of it lies ahead.
+        assert!(
+            close(delay(wall0 + 11_500), 3.667),
+            "{}",
+            delay(wall0 + 11_500)
+        );
+        // Never below target + offset, even with a late clock.
+        assert_eq!(delay(wall0 + 13_000), 3.167);
     }
 
     #[test]

@@ -21,6 +21,13 @@ const AUDIO_GROUP: &str = "audio";
 
 /// The master playlist, or `None` before the tracks are known.
 pub fn master_playlist(p: &LivePackager) -> Option<String> {
+    master_playlist_at(p, "")
+}
+
+/// [`master_playlist`] with the media playlists under `prefix` (a relative
+/// path ending in `/`, or ""; e.g. the playback token's path), which every
+/// URI in them, being relative, then inherits.
+pub fn master_playlist_at(p: &LivePackager, prefix: &str) -> Option<String> {
     use m3u8_rs::{
         AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream,
     };
@@ -45,7 +52,7 @@ pub fn master_playlist(p: &LivePackager) -> Option<String> {
     if video.is_empty() {
         for a in &audio {
             master.variants.push(VariantStream {
-                uri: format!("{}/index.m3u8", a.id),
+                uri: format!("{prefix}{}/index.m3u8", a.id),
                 bandwidth: peak_bandwidth(a),
                 average_bandwidth: Some(a.bandwidth()),
                 codecs: Some(a.track.config.codec_string()),
@@ -61,7 +68,7 @@ pub fn master_playlist(p: &LivePackager) -> Option<String> {
         };
         master.alternatives.push(AlternativeMedia {
             media_type: AlternativeMediaType::Audio,
-            uri: Some(format!("{}/index.m3u8", a.id)),
+            uri: Some(format!("{prefix}{}/index.m3u8", a.id)),
             group_id: AUDIO_GROUP.to_string(),
             name: format!("audio{}", a.track.id),
             default: i == 0,
@@ -86,7 +93,7 @@ pub fn master_playlist(p: &LivePackager) -> Option<String> {
             codecs = format!("{codecs},{ac}");
         }
         master.variants.push(VariantStream {
-            uri: format!("{}/index.m3u8", v.id),
+            uri: format!("{prefix}{}/index.m3u8", v.id),
             bandwidth: peak_bandwidth(v) + audio_bw,
             average_bandwidth: Some(
                 v.bandwidth() + audio.first().map(|a| a.bandwidth()).unwrap_or(0),
@@ -304,12 +311,18 @@ pub fn media_playlist_with(
         out.push_str("#EXT-X-ENDLIST\n");
         return Some(out);
     }
-    let (next_msn, next_part) = r.next_part();
-    let _ = writeln!(
-        out,
-        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
-        file_name(&format!("part-{next_msn}.{next_part}"), tag, "m4s")
-    );
+    // The hint for the next part, once the segment being built is listed
+    // (has a part). A hint alone after a complete segment reads as a segment
+    // with no URI to Shaka Player, which failed to start on such a playlist;
+    // clients reach that first part by blocking reload instead.
+    if r.building.as_ref().is_some_and(|b| !b.parts.is_empty()) {
+        let (next_msn, next_part) = r.next_part();
+        let _ = writeln!(
+            out,
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+            file_name(&format!("part-{next_msn}.{next_part}"), tag, "m4s")
+        );
+    }
     for other in p.renditions().iter().filter(|o| o.id != r.id) {
         if let Some((msn, part)) = other.last_part() {
             let _ = writeln!(
@@ -437,6 +450,30 @@ mod tests {
         assert_eq!(
             delta.segments.last().unwrap().uri,
             full.segments.last().unwrap().uri
+        );
+    }
+
+    /// Between a segment's completion and the next one's first part the
+    /// playlist ends with the complete segment, without a hint.
+    #[test]
+    fn hint_only_while_a_segment_is_being_built() {
+        let mut p = LivePackager::new(PackagerConfig::default());
+        p.push(
+            MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+            0,
+        );
+        // Segment 5 begins at 10 s; at 10.2 s it has no part yet.
+        feed(&mut p, 0, 10.2, 30, 1_795_000_000_000);
+        let text = media_playlist(&p, "v1", Skip(false)).unwrap();
+        assert!(!text.contains("PRELOAD-HINT"), "{text}");
+        let m = parse_media(&text);
+        assert_eq!(m.segments.last().unwrap().uri, "seg-4.m4s", "{text}");
+        // Once it has a part, the next part is hinted.
+        feed(&mut p, 10_200, 0.3, 30, 1_795_000_010_200);
+        let text = media_playlist(&p, "v1", Skip(false)).unwrap();
+        assert!(
+            text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-5.1.m4s\""),
+            "{text}"
         );
     }
 

@@ -104,7 +104,7 @@ fn listed(r: &Rendition, ended: bool) -> impl Iterator<Item = &Segment> {
 
 /// The client manifest, or `None` before there is anything to list.
 pub fn client_manifest(p: &LivePackager) -> Option<String> {
-    client_manifest_with(p, None)
+    client_manifest_with(p, None, "")
 }
 
 /// A Smooth `ProtectionHeader`: the DRM system and its header, e.g.
@@ -117,10 +117,13 @@ pub struct ProtectionHeader {
     pub value: String,
 }
 
-/// [`client_manifest`] with a `Protection` element for protected fragments.
+/// [`client_manifest`] with a `Protection` element for protected fragments,
+/// and fragment URLs under `prefix` (a relative path ending in `/`, or "";
+/// e.g. the playback token's path).
 pub fn client_manifest_with(
     p: &LivePackager,
     protection: Option<&ProtectionHeader>,
+    prefix: &str,
 ) -> Option<String> {
     let ended = p.is_ended();
     let lead = smooth_renditions(p).next()?;
@@ -150,7 +153,7 @@ pub fn client_manifest_with(
         );
     }
     for r in smooth_renditions(p) {
-        write_stream_index(&mut out, r, ended);
+        write_stream_index(&mut out, r, ended, prefix);
     }
     if let Some(h) = protection {
         let _ = writeln!(
@@ -164,7 +167,7 @@ pub fn client_manifest_with(
     Some(out)
 }
 
-fn write_stream_index(out: &mut String, r: &Rendition, ended: bool) {
+fn write_stream_index(out: &mut String, r: &Rendition, ended: bool, prefix: &str) {
     let ts = r.timescale();
     let segs: Vec<&Segment> = listed(r, ended).collect();
     let bitrate = r.bandwidth().max(1);
@@ -178,8 +181,9 @@ fn write_stream_index(out: &mut String, r: &Rendition, ended: bool) {
             let cpd = avc_codec_private_data(record).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  <StreamIndex Type=\"video\" Name=\"video\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"QualityLevels({{bitrate}})/Fragments(video={{start time}})\" MaxWidth=\"{width}\" MaxHeight=\"{height}\" DisplayWidth=\"{width}\" DisplayHeight=\"{height}\">",
-                segs.len()
+                "  <StreamIndex Type=\"video\" Name=\"video\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"{}QualityLevels({{bitrate}})/Fragments(video={{start time}})\" MaxWidth=\"{width}\" MaxHeight=\"{height}\" DisplayWidth=\"{width}\" DisplayHeight=\"{height}\">",
+                segs.len(),
+                xml_escape(prefix)
             );
             let _ = writeln!(
                 out,
@@ -195,8 +199,9 @@ fn write_stream_index(out: &mut String, r: &Rendition, ended: bool) {
         } => {
             let _ = writeln!(
                 out,
-                "  <StreamIndex Type=\"audio\" Name=\"audio\" Language=\"und\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"QualityLevels({{bitrate}})/Fragments(audio={{start time}})\">",
-                segs.len()
+                "  <StreamIndex Type=\"audio\" Name=\"audio\" Language=\"und\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"{}QualityLevels({{bitrate}})/Fragments(audio={{start time}})\">",
+                segs.len(),
+                xml_escape(prefix)
             );
             let _ = writeln!(
                 out,
@@ -498,7 +503,7 @@ mod tests {
             system_id: "9A04F079-9840-4286-AB92-E65BE0885F95".into(),
             value: "AAAA".into(),
         };
-        let xml = client_manifest_with(&p, Some(&h)).unwrap();
+        let xml = client_manifest_with(&p, Some(&h), "").unwrap();
         let mut reader = quick_xml::Reader::from_str(&xml);
         let mut found = None;
         let mut inside = false;

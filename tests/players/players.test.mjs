@@ -188,9 +188,7 @@ function record(name, c, s, extra = {}) {
 // passes (node prints "# TODO" next to a todo that passes).
 // VELA_PLAYERS_STRICT=1 turns them into ordinary tests.
 const STRICT = process.env.VELA_PLAYERS_STRICT === '1';
-const KNOWN = {
-  shakaHlsStart: 'finding: Shaka loading HLS at the very start of a stream fails in its networking code ("Cannot read properties of undefined (reading \'match\')"); the same stream plays once it has run a few segments (the live case passes)',
-};
+const KNOWN = {};
 const known = (k) => (STRICT ? {} : { todo: KNOWN[k] });
 
 /** Records what a failing case measured, then fails. */
@@ -347,6 +345,9 @@ describe('publisher reconnects mid-stream', { concurrency: 1 }, () => {
   test('dash.js keeps playing across a discontinuity', { timeout: 300_000 }, async () => {
     await reconnectCase('dash.js LL-DASH reconnect', 'dashjs:dash', 'reconnect-dash');
   });
+  test('Shaka (HLS) keeps playing across a discontinuity', { timeout: 300_000 }, async () => {
+    await reconnectCase('Shaka HLS reconnect', 'shaka:hls', 'reconnect-shaka-hls');
+  });
   test('Shaka (DASH) keeps playing across a discontinuity', { timeout: 300_000 }, async () => {
     await reconnectCase('Shaka DASH reconnect', 'shaka:dash', 'reconnect-shaka');
   });
@@ -409,7 +410,10 @@ describe('stream ends', { concurrency: 1 }, () => {
   test('dash.js stops cleanly when the MPD turns static', { timeout: 240_000 }, async () => {
     await endCase('dash.js LL-DASH end', 'dashjs:dash', 'end-dash');
   });
-  test('Shaka (HLS) stops cleanly at EXT-X-ENDLIST', { timeout: 240_000, ...known('shakaHlsStart') }, async () => {
+  test('Shaka (HLS) stops cleanly at EXT-X-ENDLIST', { timeout: 240_000 }, async () => {
     await endCase('Shaka HLS end', 'shaka:hls', 'end-shaka');
+  });
+  test('Shaka (DASH) stops cleanly when the MPD turns static', { timeout: 240_000 }, async () => {
+    await endCase('Shaka DASH end', 'shaka:dash', 'end-shaka-dash');
   });
 });
