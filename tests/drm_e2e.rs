@@ -183,3 +183,211 @@ fn aes128_hls_and_cenc_dash_decrypt_with_ffmpeg() {
         "a wrong key must not give the right frames"
     );
 }
+
+/// The admin session and a playback token for `stream` from the control
+/// plane API.
+fn playback_token(server: &Server, stream: &str, expiry_s: i64) -> String {
+    let secret = std::fs::read_to_string(server.data.join("admin-secret")).expect("admin-secret");
+    let json = [("Content-Type", "application/json")];
+    let session = http_post(
+        &server.url("/api/v1/sessions"),
+        &json,
+        serde_json::json!({"partner_id": 1, "secret": secret.trim(), "role": "admin"})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap_or_else(|e| server.fail(e));
+    assert_eq!(session.status, 200, "{}", session.text());
+    let v: serde_json::Value = serde_json::from_slice(&session.body).unwrap();
+    let bearer = format!("Bearer {}", v["token"].as_str().unwrap());
+    let r = http_post(
+        &server.url("/api/v1/playback-tokens"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &bearer),
+        ],
+        serde_json::json!({"stream": stream, "expiry_s": expiry_s})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap_or_else(|e| server.fail(e));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    assert!(
+        v["playback"]["hls"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/live/{stream}/master.m3u8?token={token}")),
+        "{v}"
+    );
+    token
+}
+
+/// The status and JSON error code of a refused request.
+fn refusal(server: &Server, r: &Response) -> (u16, String) {
+    let v: serde_json::Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|_| server.fail(format!("{}: not a JSON error: {}", r.url, r.text())));
+    (
+        r.status,
+        v["error"]["code"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Playback authorisation end to end: `[playback] require_token = true`,
+/// tokens from the control plane API, ffmpeg playing AES-128 HLS through the
+/// URLs the token opens (its key fetch included), and refusals (401 without a
+/// token, 403 for another stream's or an expired one, as JSON) on manifests,
+/// media, keys and the ClearKey licence.
+#[test]
+fn playback_tokens_guard_manifests_media_keys_and_licences() {
+    use base64::Engine as _;
+    let ffmpeg = require_tool("ffmpeg");
+    let server = Server::start_with_config(
+        "[playback]\nrequire_token = true\n[drm]\nhls = \"aes-128\"\ndash = \"cenc\"\n",
+    );
+    let good = playback_token(&server, "paid", 600);
+    let other = playback_token(&server, "other", 600);
+    let short = playback_token(&server, "paid", 1);
+    let spec = PublishSpec {
+        width: 640,
+        height: 360,
+        ..PublishSpec::new(Some(VideoCodec::H264 { bframes: 0 }), true, 6.0)
+    };
+    let mut publisher =
+        Publisher::spawn(&ffmpeg, &server.rtmp_url("paid"), &spec, &server.dir.path);
+    if publisher.wait_exit(200).is_none_or(|st| !st.success()) {
+        server.fail(format!("publisher failed:\n{}", publisher.log_text()));
+    }
+    let video = server.url(&format!("/live/paid/t/{good}/v1/index.m3u8"));
+    server.poll("EXT-X-ENDLIST", 50, POLL, || {
+        let r = server.get(&video);
+        (r.status == 200 && r.text().contains("#EXT-X-ENDLIST")).then_some(())
+    });
+
+    // Refusals: no token, another stream's, an expired one (1 s, minted
+    // before the 6 s publish), a forged one (a signature character changed).
+    let mut forged = good.clone().into_bytes();
+    let i = forged.len() - 10;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for (path, want) in [
+        (
+            "/live/paid/master.m3u8".to_string(),
+            (401, "token_required"),
+        ),
+        (
+            "/live/paid/manifest.mpd".to_string(),
+            (401, "token_required"),
+        ),
+        ("/live/paid/Manifest".to_string(), (401, "token_required")),
+        (
+            "/live/paid/v1/index.m3u8".to_string(),
+            (401, "token_required"),
+        ),
+        (
+            "/live/paid/v1/seg-0.aes.m4s".to_string(),
+            (401, "token_required"),
+        ),
+        (
+            format!("/live/paid/master.m3u8?token={other}"),
+            (403, "token_invalid"),
+        ),
+        (
+            format!("/live/paid/t/{other}/v1/seg-0.aes.m4s"),
+            (403, "token_invalid"),
+        ),
+        (
+            format!("/live/paid/master.m3u8?token={short}"),
+            (403, "token_expired"),
+        ),
+        (
+            format!("/live/paid/master.m3u8?token={forged}"),
+            (403, "token_invalid"),
+        ),
+    ] {
+        let r = server.get(&path);
+        assert_eq!(refusal(&server, &r), (want.0, want.1.to_string()), "{path}");
+    }
+
+    // With the token: the URLs the master playlist writes carry it, and so
+    // does the key URI.
+    let master = server.url(&format!("/live/paid/master.m3u8?token={good}"));
+    let text = server.get_ok(&master).text();
+    assert!(text.contains(&format!("t/{good}/v1/index.m3u8")), "{text}");
+    let playlist = server.get_ok(&video).text();
+    let key_uri = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-KEY:METHOD=AES-128,URI=\""))
+        .and_then(|l| l.split('"').next())
+        .unwrap_or_else(|| server.fail(format!("no AES-128 key tag:\n{playlist}")));
+    assert!(key_uri.ends_with(&format!("?token={good}")), "{key_uri}");
+    let bare_key = key_uri.split('?').next().unwrap();
+    assert_eq!(
+        refusal(&server, &server.get(bare_key)),
+        (401, "token_required".into())
+    );
+    assert_eq!(
+        refusal(&server, &server.get(&format!("{bare_key}?token={other}"))),
+        (403, "token_invalid".into())
+    );
+    assert_eq!(server.get_ok(&server.url(key_uri)).body.len(), 16);
+
+    // ffmpeg plays it all: playlists, segments and the key through the token.
+    let frames = frame_count(&ffmpeg, &["-i", &master], &server);
+    let expected = spec.video_frames() as usize;
+    assert!(
+        frames + 3 >= expected && frames <= expected + 1,
+        "HLS AES-128 with a token: decoded {frames} frames, published {expected}"
+    );
+
+    // The ClearKey licence: the MPD names the licence URL with the token.
+    let mpd = server
+        .get_ok(&server.url(&format!("/live/paid/manifest.mpd?token={good}")))
+        .text();
+    assert!(
+        mpd.contains(&format!("<BaseURL>t/{good}/</BaseURL>")),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains(&format!("/drm/clearkey/license?token={good}")),
+        "{mpd}"
+    );
+    let kid_hex = mpd
+        .split("cenc:default_KID=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| server.fail(format!("no default_KID:\n{mpd}")))
+        .replace('-', "");
+    let kid: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&kid_hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let request = serde_json::json!({
+        "kids": [base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&kid)],
+        "type": "temporary"
+    })
+    .to_string();
+    let license = |query: &str| {
+        http_post(
+            &server.url(&format!("/drm/clearkey/license{query}")),
+            &[("Content-Type", "application/json")],
+            request.as_bytes(),
+        )
+        .unwrap_or_else(|e| server.fail(e))
+    };
+    assert_eq!(
+        refusal(&server, &license("")),
+        (401, "token_required".into())
+    );
+    assert_eq!(
+        refusal(&server, &license(&format!("?token={other}"))),
+        (403, "token_invalid".into())
+    );
+    let ok = license(&format!("?token={good}"));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let v: serde_json::Value = serde_json::from_slice(&ok.body).unwrap();
+    assert_eq!(v["keys"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // Nothing about the tokens' secret or the keys in the log.
+    assert!(!server.stderr().contains(&good), "a token was logged");
+}

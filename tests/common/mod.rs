@@ -328,6 +328,31 @@ pub fn http_request(
     extra_headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Response, String> {
+    http_request_with_body(method, url, extra_headers, None, timeout)
+}
+
+/// A POST with a body (`Content-Type` given in `extra_headers`).
+pub fn http_post(
+    url: &str,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
+    http_request_with_body(
+        "POST",
+        url,
+        extra_headers,
+        Some(body),
+        Duration::from_secs(20),
+    )
+}
+
+pub fn http_request_with_body(
+    method: &str,
+    url: &str,
+    extra_headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Response, String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("not an http:// URL: {url}"))?;
@@ -348,9 +373,14 @@ pub fn http_request(
     for (k, v) in extra_headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if let Some(body) = body {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
     stream
-        .write_all(req.as_bytes())
+        .write_all(&bytes)
         .map_err(|e| format!("write request: {e}"))?;
 
     let mut reader = BufReader::new(stream);

@@ -71,15 +71,34 @@ function latencySummary(s) {
 // A vela with a [drm] configuration and one publisher
 // ---------------------------------------------------------------------------
 
-async function startServer(label, config, key) {
+/** A playback token for `stream` from the control plane API (admin session). */
+async function playbackToken(vela, stream) {
+  const secret = fs.readFileSync(path.join(vela.data, 'admin-secret'), 'utf8').trim();
+  const post = async (p, body, bearer) => {
+    const r = await fetch(`${vela.http}${p}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+      body: JSON.stringify(body),
+    });
+    const j = await r.json();
+    assert.equal(r.status, 200, `POST ${p}: ${JSON.stringify(j)}`);
+    return j;
+  };
+  const session = await post('/api/v1/sessions', { partner_id: 1, secret, role: 'admin' });
+  return (await post('/api/v1/playback-tokens', { stream, expiry_s: 3600 }, session.token)).token;
+}
+
+/** `token`: the stream requires a playback token (`[playback] require_token`). */
+async function startServer(label, config, key, { token = false } = {}) {
   const workDir = makeWorkDir(`drm-${label}`);
   g.workDirs.push(workDir);
   const srv = { label, config, key, workDir };
   srv.vela = await Vela.start(workDir, { config });
+  srv.token = token ? await playbackToken(srv.vela, key) : null;
   srv.pub = publish(srv.vela.rtmpUrl(key), workDir);
-  await waitForStream(srv.vela, key, srv.pub);
+  await waitForStream(srv.vela, key, srv.pub, srv.token ? `master.m3u8?token=${srv.token}` : 'master.m3u8');
   // Join a running stream (two complete segments), as the clear matrix does.
-  const media = `${srv.vela.streamBase(key)}/v1/index.m3u8`;
+  const media = `${srv.vela.streamBase(key)}/${srv.token ? `t/${srv.token}/` : ''}v1/index.m3u8`;
   await poll('two complete segments', 100, 200,
     async () => ((await get(media)).text.match(/#EXTINF/g) || []).length >= 2,
     async () => `--- vela log ---\n${srv.vela.logTail()}`);
@@ -104,10 +123,11 @@ async function stopServer(srv) {
 async function openPane(srv, spec, { wrongKeys = false } = {}) {
   const [, format] = spec.split(':');
   const base = srv.vela.streamBase(srv.key);
+  const query = srv.token ? `?token=${srv.token}` : '';
   const c = {
     spec, srv, console: [], requests: [], httpErrors: [],
-    manifestUrl: `${base}/${format === 'hls' ? 'master.m3u8' : 'manifest.mpd'}`,
-    mediaPlaylist: format === 'hls' ? `${base}/v1/index.m3u8` : null,
+    manifestUrl: `${base}/${format === 'hls' ? 'master.m3u8' : 'manifest.mpd'}${query}`,
+    mediaPlaylist: format === 'hls' ? `${base}/${srv.token ? `t/${srv.token}/` : ''}v1/index.m3u8` : null,
   };
   c.page = await g.browser.newPage();
   c.page.on('console', (m) => {
@@ -139,7 +159,9 @@ async function openPane(srv, spec, { wrongKeys = false } = {}) {
       await route.fulfill({ response: r, body: Buffer.alloc(16) });
     });
   }
-  let url = `${g.static.url}/index.html?hideform=1&stream=${encodeURIComponent(base)}&panes=${encodeURIComponent(spec)}`;
+  // With a token the pane gets the whole manifest URL (player:format=URL).
+  const pane = srv.token ? `${spec}=${c.manifestUrl}` : spec;
+  let url = `${g.static.url}/index.html?hideform=1&stream=${encodeURIComponent(base)}&panes=${encodeURIComponent(pane)}`;
   if (spec.startsWith('dashjs')) {
     const r = await get(c.manifestUrl);
     const m = /availabilityStartTime="([^"]+)"/.exec(r.text);
@@ -273,7 +295,7 @@ function assertEncryptedMedia(c, ext) {
 function assertClearKeyLicence(c, s) {
   assert.equal(s.keySystem, CLEARKEY, `${c.spec}: key system`);
   assert.ok(s.encryptedEvents > 0, `${c.spec}: no 'encrypted' event on the video element`);
-  const lic = requested(c, /^\/drm\/clearkey\/license$/);
+  const lic = requested(c, /^\/drm\/clearkey\/license(\?token=[\w.-]+)?$/);
   assert.ok(lic.length > 0 && lic.every((r) => r.method === 'POST'),
     `${c.spec}: no ClearKey licence POST answered 200 (requests: ${JSON.stringify(c.requests.filter((r) => r.path.startsWith('/drm/')))})`);
 }
@@ -431,6 +453,45 @@ describe('cbcs DASH (dash = "cbcs")', { concurrency: 1 }, () => {
       assert.equal(s.keySystem, CLEARKEY, `${c.spec}: key system`);
       assert.ok(requested(c, /^\/drm\/keys\/[0-9a-f]{32}$/).length > 0,
         `no GET /drm/keys/KID answered 200: ${JSON.stringify(c.requests.filter((r) => r.path.startsWith('/drm/')))}`);
+    });
+  });
+});
+
+// Playback authorisation: the stream requires a signed, expiring token
+// (`[playback] require_token`), minted by the control plane API. The players
+// get only the manifest URL with `?token=`; every other URL (media
+// playlists, segments, the AES-128 key URI, the licence URL in the MPD)
+// comes from the manifests, which carry the token on.
+describe('with a playback token (require_token = true)', { concurrency: 1 }, () => {
+  let srv = null;
+  before(async () => {
+    srv = await startServer('token', '[playback]\nrequire_token = true\n[drm]\nhls = "aes-128"\ndash = "cenc"\n', 'paid', { token: true });
+  });
+  after(async () => stopServer(srv));
+
+  test('without the token the stream is refused (401, JSON)', async () => {
+    for (const p of ['master.m3u8', 'manifest.mpd', 'v1/index.m3u8']) {
+      const r = await get(`${srv.vela.streamBase(srv.key)}/${p}`);
+      assert.equal(r.status, 401, `${p}: ${r.text}`);
+      assert.equal(JSON.parse(r.text).error.code, 'token_required');
+    }
+  });
+
+  test('hls.js plays AES-128 HLS with a token', { timeout: 240_000 }, async () => {
+    await drmCase('hls.js AES-128 HLS (token)', srv, 'hlsjs:hls', (c, s) => {
+      assertEncryptedMedia(c, 'aes');
+      assert.ok(s.keysLoaded > 0, 'hls.js loaded no key (KEY_LOADED)');
+      assert.ok(c.requests.every((r) => r.path.includes(srv.token)), 'a request without the token');
+      assert.ok(requested(c, /^\/drm\/keys\/[0-9a-f]{32}\?token=/).length > 0, 'no key fetched with the token');
+    });
+  });
+
+  test('Shaka Player plays CENC DASH with ClearKey with a token', { timeout: 240_000 }, async () => {
+    assert.ok(g.eme.cenc.ok, `Chromium's ClearKey CDM refuses cenc: ${g.eme.cenc.error}`);
+    await drmCase('Shaka CENC DASH (token)', srv, 'shaka:dash', (c, s) => {
+      assertEncryptedMedia(c, 'cenc');
+      assertClearKeyLicence(c, s);
+      assert.ok(c.requests.every((r) => r.path.includes(srv.token) || r.path === '/time'), 'a request without the token');
     });
   });
 });

@@ -514,7 +514,10 @@
     window.__velaT0 = now();
     const panes = [];
     for (const spec of specs) {
-      const [pf, explicitUrl] = spec.split('=');
+      // The URL may carry its own '=' (a ?token= query): split at the first.
+      const eq = spec.indexOf('=');
+      const pf = eq < 0 ? spec : spec.slice(0, eq);
+      const explicitUrl = eq < 0 ? undefined : spec.slice(eq + 1);
       const [player, format] = pf.split(':');
       if (!PLAYERS[player] || !PLAYERS[player].formats.includes(format)) {
         throw new Error(`unknown pane ${spec}; known: ${Object.entries(PLAYERS).map(([p, d]) => d.formats.map((f) => `${p}:${f}`).join(',')).join(',')}`);
