@@ -177,6 +177,16 @@ impl KeyStore {
         self.rotation.map_or(0, |n| msn / n)
     }
 
+    /// Segments per key period, when keys rotate.
+    pub fn rotation(&self) -> Option<u64> {
+        self.rotation
+    }
+
+    /// The first segment of key period `period`.
+    pub fn first_msn(&self, period: u64) -> u64 {
+        self.rotation.map_or(0, |n| period.saturating_mul(n))
+    }
+
     /// The key for segment `msn` of `stream` (`kind` `None`: one key for all
     /// tracks), made and persisted on first use.
     pub fn key(

@@ -381,8 +381,16 @@ async fn manifest_mpd(
                 host.unwrap_or("localhost"),
                 token_query(token)
             );
+            // The segments the MPD may list: the window and the one being built.
+            let window = {
+                let p = s.read();
+                p.lead().map(|r| {
+                    let next = r.next_part().0;
+                    (r.segments.front().map_or(next, |f| f.msn), next)
+                })
+            };
             Some(
-                prot.dash_protection(&name, mode, &license)
+                prot.dash_protection(&name, mode, &license, window.unwrap_or((0, 0)))
                     .ok_or(OriginError::Internal)?,
             )
         }
@@ -677,10 +685,14 @@ async fn serve_media_playlist(
                 prot.hls_key_attributes(&name, policy.hls, kind, msn, &key_query)
                     .unwrap_or_default()
             };
+            let init_key_period = |msn: u64| prot.key_period(msn);
             let keying = hls::HlsKeying {
                 tag,
                 protected_init: tag != "aes",
                 key_attributes: &key_attributes,
+                init_key_period: prot
+                    .rotation()
+                    .map(|_| &init_key_period as &dyn Fn(u64) -> u64),
             };
             hls::media_playlist_with(&p, &rid, hls::Skip(d.skip), Some(&keying))
         }
@@ -695,10 +707,11 @@ async fn serve_media_playlist(
     ))
 }
 
-/// A media file name: `init-V.mp4`, `seg-N.m4s`, `part-N.P.m4s`.
+/// A media file name: `init-V.mp4` (`init-V.kK.TAG.mp4`: protected for
+/// key period K), `seg-N.m4s`, `part-N.P.m4s`.
 #[derive(Debug, PartialEq)]
 enum MediaFile {
-    Init(u32),
+    Init(u32, u64),
     Segment(u64),
     Part(u64, usize),
 }
@@ -720,7 +733,15 @@ fn parse_file(name: &str) -> Option<(MediaFile, Option<&'static str>)> {
         .and_then(|r| r.strip_suffix(".mp4"))
     {
         let (v, tag) = split_tag(r)?;
-        return Some((MediaFile::Init(v.parse().ok()?), tag));
+        let (v, period) = match v.split_once(".k") {
+            // A key period only names a protected init.
+            Some((v, k)) if tag.is_some() && k.bytes().all(|b| b.is_ascii_digit()) => {
+                (v.to_string(), k.parse().ok()?)
+            }
+            Some(_) => return None,
+            None => (v, 0),
+        };
+        return Some((MediaFile::Init(v.parse().ok()?, period), tag));
     }
     if let Some(r) = name
         .strip_prefix("seg-")
@@ -811,7 +832,7 @@ async fn serve_media_file(
         .map(|p| p.policy(&name))
         .unwrap_or_default();
     let allowed = match file {
-        MediaFile::Init(_) => policy.allows_init(tag),
+        MediaFile::Init(..) => policy.allows_init(tag),
         _ => policy.allows(tag),
     };
     if !allowed {
@@ -840,9 +861,9 @@ async fn serve_media_file(
         return Ok((StatusCode::NOT_MODIFIED, media_headers(kind, &etag, None)).into_response());
     }
     match file {
-        MediaFile::Init(v) => {
+        MediaFile::Init(v, period) => {
             let data = match &variant {
-                Some(var) => var.apply(&s, &rid, FileId::Init(v))?,
+                Some(var) => var.apply(&s, &rid, FileId::Init(v, period))?,
                 None => s.read().rendition(&rid).and_then(|r| r.init(v).cloned()),
             };
             Ok(send_bytes(kind, &etag, data.ok_or(OriginError::NotFound)?))
@@ -1566,7 +1587,17 @@ mod tests {
             parse_file("part-12.3.m4s"),
             Some((MediaFile::Part(12, 3), None))
         );
-        assert_eq!(parse_file("init-0.mp4"), Some((MediaFile::Init(0), None)));
+        assert_eq!(
+            parse_file("init-0.mp4"),
+            Some((MediaFile::Init(0, 0), None))
+        );
+        assert_eq!(
+            parse_file("init-2.k17.cenc.mp4"),
+            Some((MediaFile::Init(2, 17), Some("cenc")))
+        );
+        // A key period names only a protected init.
+        assert_eq!(parse_file("init-2.k17.mp4"), None);
+        assert_eq!(parse_file("init-2.kx.cenc.mp4"), None);
         assert_eq!(
             parse_file("seg-12.cenc.m4s"),
             Some((MediaFile::Segment(12), Some("cenc")))
@@ -1577,7 +1608,7 @@ mod tests {
         );
         assert_eq!(
             parse_file("init-1.cbcs.mp4"),
-            Some((MediaFile::Init(1), Some("cbcs")))
+            Some((MediaFile::Init(1, 0), Some("cbcs")))
         );
         assert_eq!(parse_file("seg-12.xyz.m4s"), None);
         assert_eq!(parse_file("seg-x.m4s"), None);

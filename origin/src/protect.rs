@@ -11,8 +11,11 @@
 //! Variants: `aes` (HLS `METHOD=AES-128`: whole files in AES-128-CBC, the
 //! init segment stays clear), `cbcs` (HLS `SAMPLE-AES` and DASH `cbcs`: one
 //! set of files serves both), `cenc` (DASH `cenc`). HLS AES-128 uses one key
-//! per key period for all renditions (rotation every N segments when the key
-//! store is set to rotate); `cenc`/`cbcs` use one key per track kind.
+//! per key period for all renditions; `cenc`/`cbcs` one per key period and
+//! track kind. When the key store rotates (every N segments), a protected
+//! init segment names its key period (`init-V.kK.cenc.mp4`: its `tenc`
+//! carries that period's key id), HLS writes a new `EXT-X-KEY` (and, for
+//! SAMPLE-AES, `EXT-X-MAP`) and the MPD a new Period at each key period.
 //!
 //! When every format of a stream is protected, its clear files are not
 //! served at all.
@@ -156,7 +159,8 @@ struct CacheKey {
 /// Which file of a rendition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileId {
-    Init(u32),
+    /// Init segment version and key period (0 without rotation).
+    Init(u32, u64),
     Segment(u64),
     Part(u64, usize),
 }
@@ -164,7 +168,7 @@ pub enum FileId {
 impl FileId {
     fn msn(&self) -> Option<u64> {
         match self {
-            FileId::Init(_) => None,
+            FileId::Init(..) => None,
             FileId::Segment(m) | FileId::Part(m, _) => Some(*m),
         }
     }
@@ -205,12 +209,18 @@ impl Protection {
         kind: MediaKind,
         msn: u64,
     ) -> Result<ContentKey, ProtectError> {
-        let r = if tag == "aes" {
-            self.keys.key(stream, None, msn)
-        } else {
-            self.keys.key(stream, Some(kind), 0)
-        };
-        r.map_err(ProtectError::Keys)
+        let kind = (tag != "aes").then_some(kind);
+        self.keys.key(stream, kind, msn).map_err(ProtectError::Keys)
+    }
+
+    /// Segments per key period, when keys rotate.
+    pub fn rotation(&self) -> Option<u64> {
+        self.keys.rotation()
+    }
+
+    /// The key period of segment `msn`.
+    pub fn key_period(&self, msn: u64) -> u64 {
+        self.keys.period_of(msn)
     }
 
     /// The `EXT-X-KEY` attributes of a stream's HLS playlists at `msn`.
@@ -243,11 +253,14 @@ impl Protection {
     }
 
     /// The MPD's protection description for a stream, or `None` when clear.
+    /// `window`: the first and last segment the MPD may list (with key
+    /// rotation, a Period's elements for each key period they span).
     pub fn dash_protection(
         &self,
         stream: &str,
         mode: DashMode,
         license_url: &str,
+        window: (u64, u64),
     ) -> Option<DashProtection> {
         let tag = match mode {
             DashMode::None => return None,
@@ -255,8 +268,8 @@ impl Protection {
             DashMode::Cbcs => "cbcs",
         };
         let scheme = scheme_of(tag)?;
-        let block = |kind: MediaKind| -> Option<String> {
-            let key = self.key_for(stream, tag, kind, 0).ok()?;
+        let block = |kind: MediaKind, msn: u64| -> Option<String> {
+            let key = self.key_for(stream, tag, kind, msn).ok()?;
             let kids = [key.kid];
             let url = vela_packager::dash::xml_escape(license_url);
             Some(format!(
@@ -289,11 +302,37 @@ impl Protection {
                 pr_pssh = pssh::pssh_base64(SystemId::PlayReady, scheme, &kids),
             ))
         };
+        let rotation = match self.rotation() {
+            Some(every) => {
+                let mut periods = std::collections::BTreeMap::new();
+                for k in self.key_period(window.0)..=self.key_period(window.1) {
+                    let msn = self.keys.first_msn(k);
+                    periods.insert(
+                        k,
+                        (block(MediaKind::Video, msn)?, block(MediaKind::Audio, msn)?),
+                    );
+                }
+                Some(vela_packager::dash::KeyRotation { every, periods })
+            }
+            None => None,
+        };
         Some(DashProtection {
             tag: tag.to_string(),
-            video: block(MediaKind::Video)?,
-            audio: block(MediaKind::Audio)?,
+            video: block(MediaKind::Video, window.0)?,
+            audio: block(MediaKind::Audio, window.0)?,
+            rotation,
         })
+    }
+
+    /// Whether key period `period` covers a segment of `r`'s window (or the
+    /// one being built).
+    fn period_in_window(&self, r: &vela_packager::live::Rendition, period: u64) -> bool {
+        let first = r.segments.front().map(|s| s.msn);
+        let next = r.next_part().0;
+        match first {
+            Some(first) => (self.key_period(first)..=self.key_period(next)).contains(&period),
+            None => period == self.key_period(next),
+        }
     }
 
     /// The `tag` variant of one file, from the cache or encrypted now.
@@ -330,7 +369,8 @@ impl Protection {
         let out = match (tag, file) {
             // AES-128 keeps the init segment clear (the playlist's EXT-X-MAP
             // precedes its EXT-X-KEY).
-            ("aes", FileId::Init(v)) => r.init(v).cloned(),
+            ("aes", FileId::Init(v, 0)) => r.init(v).cloned(),
+            ("aes", FileId::Init(..)) => None,
             ("aes", FileId::Segment(msn)) => match r.segments.iter().find(|s| s.msn == msn) {
                 Some(seg) => {
                     let clear: Vec<u8> = seg.chunks().flat_map(|c| c.iter().copied()).collect();
@@ -346,9 +386,12 @@ impl Protection {
                 }
                 None => None,
             },
-            (_, FileId::Init(v)) => match (r.init(v), scheme_of(tag)) {
-                (Some(init), Some(scheme)) => {
-                    let k = self.key_for(stream, tag, kind, 0)?;
+            (_, FileId::Init(v, period)) => match (r.init(v), scheme_of(tag)) {
+                // Only key periods the window reaches: a key is made and
+                // persisted on first use, so a made-up period must not
+                // make one.
+                (Some(init), Some(scheme)) if self.period_in_window(r, period) => {
+                    let k = self.key_for(stream, tag, kind, self.keys.first_msn(period))?;
                     Some(
                         cenc::protect_init(init, scheme, &k, &SystemId::ALL)
                             .map_err(ProtectError::Encrypt)?,
@@ -359,7 +402,7 @@ impl Protection {
             (_, FileId::Part(msn, i)) => {
                 match (r.segment(msn).and_then(|s| s.parts.get(i)), scheme_of(tag)) {
                     (Some(part), Some(scheme)) => {
-                        let k = self.key_for(stream, tag, kind, 0)?;
+                        let k = self.key_for(stream, tag, kind, msn)?;
                         let seed = cenc::iv_seed(r.track.id, msn, i as u32);
                         Some(
                             cenc::protect_fragment(&part.data, scheme, &k, config, seed)

@@ -43,6 +43,20 @@ pub struct DashProtection {
     pub video: String,
     /// ... and for the audio adaptation set.
     pub audio: String,
+    /// Key rotation, if keys change every few segments.
+    pub rotation: Option<KeyRotation>,
+}
+
+/// Keys that change every `every` segments: a Period per key period (within
+/// each continuous timeline), its init segments named by the key period
+/// (`init-V.kK.TAG.mp4`, whose `tenc` holds that period's key id) and its
+/// own `ContentProtection`. A key period whose first segment has left the
+/// window is no longer listed, so that every Period's start stays put.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRotation {
+    pub every: u64,
+    /// Per key period, the `ContentProtection` elements for video and audio.
+    pub periods: std::collections::BTreeMap<u64, (String, String)>,
 }
 
 const PROTECTION_NAMESPACES: &str = " xmlns:cenc=\"urn:mpeg:cenc:2013\" xmlns:mspr=\"urn:microsoft:playready\" xmlns:dashif=\"https://dashif.org/CPS\"";
@@ -129,16 +143,24 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
         );
     }
 
-    // A period per run of segments that share init segments.
-    let periods = periods(p);
+    // A period per run of segments that share init segments (and keys).
+    let rotation = opts.protection.as_ref().and_then(|p| p.rotation.as_ref());
+    let periods = periods(p, rotation.map(|r| r.every));
     for period in &periods {
         let (first_msn, last_msn, start_secs) = (&period.first, &period.last, period.start_secs);
+        let id = match period.key_period {
+            Some(k) => format!("p{}k{k}", period.origin),
+            None => format!("p{}", period.origin),
+        };
         let _ = writeln!(
             out,
-            "  <Period id=\"p{}\" start=\"{}\">",
-            period.origin,
+            "  <Period id=\"{id}\" start=\"{}\">",
             iso_duration(start_secs)
         );
+        let init_tag = match period.key_period {
+            Some(k) => format!(".k{k}{tag}"),
+            None => tag.clone(),
+        };
         for (set_id, kind) in [(1, MediaKind::Video), (2, MediaKind::Audio)] {
             let reps: Vec<&Rendition> = p
                 .renditions()
@@ -157,9 +179,16 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
                 "    <AdaptationSet id=\"{set_id}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">"
             );
             if let Some(protection) = &opts.protection {
+                let (video, audio) = match (rotation, period.key_period) {
+                    (Some(r), Some(k)) => match r.periods.get(&k) {
+                        Some((v, a)) => (v.as_str(), a.as_str()),
+                        None => (protection.video.as_str(), protection.audio.as_str()),
+                    },
+                    _ => (protection.video.as_str(), protection.audio.as_str()),
+                };
                 out.push_str(match kind {
-                    MediaKind::Video => &protection.video,
-                    MediaKind::Audio => &protection.audio,
+                    MediaKind::Video => video,
+                    MediaKind::Audio => audio,
                 });
             }
             for r in reps {
@@ -170,7 +199,7 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
                     (*first_msn, *last_msn),
                     start_secs,
                     ended,
-                    &tag,
+                    (&tag, &init_tag),
                 );
             }
             out.push_str("    </AdaptationSet>\n");
@@ -244,38 +273,57 @@ fn listed(r: &Rendition, ended: bool) -> impl Iterator<Item = &Segment> {
 }
 
 /// One Period: the listed segments `[first, last]` of one continuous
-/// timeline, which began at segment `origin` at `start_secs`.
+/// timeline, which began at segment `origin` at `start_secs` (with key
+/// rotation: of one key period in it, from its first segment `origin`).
 struct PeriodSpan {
     origin: u64,
     start_secs: f64,
     first: u64,
     last: u64,
+    key_period: Option<u64>,
 }
 
 /// The listed segments grouped by timeline. A Period per timeline keeps each
 /// Period's SegmentTimeline free of holes (a reconnect's outage falls between
 /// Periods, where players move on), and its id (the timeline's first segment
 /// number) stays the same as the window slides.
-fn periods(p: &LivePackager) -> Vec<PeriodSpan> {
+fn periods(p: &LivePackager, rotate_every: Option<u64>) -> Vec<PeriodSpan> {
     let ended = p.is_ended();
     let Some(lead) = p.lead() else {
         return Vec::new();
     };
+    let ts = f64::from(lead.timescale());
     let timelines = p.timelines();
     let mut out: Vec<PeriodSpan> = Vec::new();
     for s in listed(lead, ended) {
         let tl = timelines.iter().rev().find(|t| t.msn <= s.msn);
-        let (origin, start_secs) = match tl {
+        let (mut origin, mut start_secs) = match tl {
             Some(t) => (t.msn, t.start_secs),
             None => (0, 0.0),
         };
+        let key_period = rotate_every.filter(|&n| n > 0).map(|n| s.msn / n);
+        if let (Some(k), Some(n)) = (key_period, rotate_every) {
+            let first_of_period = k.saturating_mul(n);
+            if first_of_period > origin {
+                origin = first_of_period;
+                start_secs = match lead.segment(origin) {
+                    Some(first) => first.start as f64 / ts,
+                    // Its first segment has left the window: its start is
+                    // no longer known, so the period is no longer listed.
+                    None => continue,
+                };
+            }
+        }
         match out.last_mut() {
-            Some(last) if last.origin == origin => last.last = s.msn,
+            Some(last) if last.origin == origin && last.key_period == key_period => {
+                last.last = s.msn
+            }
             _ => out.push(PeriodSpan {
                 origin,
                 start_secs,
                 first: s.msn,
                 last: s.msn,
+                key_period,
             }),
         }
     }
@@ -289,7 +337,7 @@ fn write_representation(
     (first_msn, last_msn): (u64, u64),
     period_start_secs: f64,
     ended: bool,
-    tag: &str,
+    (tag, init_tag): (&str, &str),
 ) {
     let ts = r.timescale();
     let segs: Vec<&Segment> = listed(r, ended)
@@ -333,7 +381,7 @@ fn write_representation(
     let pto = (period_start_secs * f64::from(ts)).round() as i64;
     let _ = write!(
         out,
-        "        <SegmentTemplate timescale=\"{ts}\" presentationTimeOffset=\"{pto}\" startNumber=\"{}\" initialization=\"$RepresentationID$/init-{init_version}{tag}.mp4\" media=\"$RepresentationID$/seg-$Number${tag}.m4s\"",
+        "        <SegmentTemplate timescale=\"{ts}\" presentationTimeOffset=\"{pto}\" startNumber=\"{}\" initialization=\"$RepresentationID$/init-{init_version}{init_tag}.mp4\" media=\"$RepresentationID$/seg-$Number${tag}.m4s\"",
         first.msn
     );
     if !ended {
@@ -480,7 +528,10 @@ mod tests {
         let els = elements(&xml);
         let mpd = &els[0].1;
         // The schema's order: BaseURL before ServiceDescription and Periods.
-        assert!(xml.contains("  <BaseURL>t/1.x-y/</BaseURL>\n  <ServiceDescription"), "{xml}");
+        assert!(
+            xml.contains("  <BaseURL>t/1.x-y/</BaseURL>\n  <ServiceDescription"),
+            "{xml}"
+        );
         assert_eq!(mpd["type"], "dynamic");
         assert_eq!(mpd["availabilityStartTime"], "2026-11-18T11:06:40.000Z");
         assert_eq!(mpd["timeShiftBufferDepth"], "PT120S");
@@ -585,6 +636,7 @@ mod tests {
             tag: "cenc".into(),
             video: "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"cenc\" cenc:default_KID=\"00000000-0000-0000-0000-000000000001\"/>\n".into(),
             audio: "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"cenc\" cenc:default_KID=\"00000000-0000-0000-0000-000000000002\"/>\n".into(),
+            rotation: None,
         };
         let opts = MpdOptions {
             protection: Some(protection),
@@ -608,6 +660,80 @@ mod tests {
             t[0].1["initialization"],
             "$RepresentationID$/init-0.cenc.mp4"
         );
+    }
+
+    /// Keys rotating every 3 segments: a Period per key period, each with
+    /// its own key ids and init segments named by the key period; a key
+    /// period whose first segment has left the window is no longer listed.
+    #[test]
+    fn key_rotation_makes_a_period_per_key_period() {
+        let cfg = PackagerConfig {
+            dvr_window: 9.0,
+            ..PackagerConfig::default()
+        };
+        let mut p = LivePackager::new(cfg);
+        p.push(
+            MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+            0,
+        );
+        feed(&mut p, 0, 24.5, 30, 1_795_000_000_000);
+        let cp = |k: u64, kind: &str| {
+            format!("      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"cenc\" cenc:default_KID=\"{kind}-{k}\"/>\n")
+        };
+        let periods = (0..=5).map(|k| (k, (cp(k, "v"), cp(k, "a")))).collect();
+        let opts = MpdOptions {
+            protection: Some(DashProtection {
+                tag: "cenc".into(),
+                video: cp(99, "v"),
+                audio: cp(99, "a"),
+                rotation: Some(KeyRotation { every: 3, periods }),
+            }),
+            ..Default::default()
+        };
+        let xml = mpd(&p, 1_795_000_024_500, &opts).unwrap();
+        let els = elements(&xml);
+        let listed: Vec<u64> = p.lead().unwrap().segments.iter().map(|s| s.msn).collect();
+        assert!(
+            !listed[0].is_multiple_of(3),
+            "the window must begin inside a key period: {listed:?}"
+        );
+        let mut period_ids = Vec::new();
+        let mut current = String::new();
+        for (name, a) in &els {
+            match name.as_str() {
+                "Period" => {
+                    current = a["id"].clone();
+                    period_ids.push(current.clone());
+                }
+                "SegmentTemplate" => {
+                    let k: u64 = current.rsplit('k').next().unwrap().parse().unwrap();
+                    let start: u64 = a["startNumber"].parse().unwrap();
+                    assert_eq!(
+                        start,
+                        3 * k,
+                        "{current} starts at its key period's first segment"
+                    );
+                    assert!(
+                        a["initialization"].ends_with(&format!("init-0.k{k}.cenc.mp4")),
+                        "{a:?}"
+                    );
+                }
+                "ContentProtection" => {
+                    let k = current.rsplit('k').next().unwrap();
+                    assert!(
+                        a["cenc:default_KID"].ends_with(&format!("-{k}")),
+                        "{current}: {a:?}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        let first_full = listed[0].div_ceil(3);
+        let last = p.lead().unwrap().next_part().0 / 3;
+        let want: Vec<String> = (first_full..=last)
+            .map(|k| format!("p{}k{k}", 3 * k))
+            .collect();
+        assert_eq!(period_ids, want, "{xml}");
     }
 
     #[test]

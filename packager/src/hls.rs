@@ -171,6 +171,10 @@ pub struct HlsKeying<'a> {
     /// The `EXT-X-KEY` attributes for segment `msn` (they change at a key
     /// rotation).
     pub key_attributes: &'a dyn Fn(u64) -> String,
+    /// With key rotation and a protected init: the key period of segment
+    /// `msn`, which names its init segment (`init-V.kK.TAG.mp4`, whose
+    /// `tenc` holds that period's key id).
+    pub init_key_period: Option<&'a dyn Fn(u64) -> u64>,
 }
 
 fn file_name(stem: &str, tag: Option<&str>, ext: &str) -> String {
@@ -195,6 +199,22 @@ pub fn media_playlist_with(
     let r = p.rendition(rendition_id)?;
     let tag = keying.map(|k| k.tag);
     let init_tag = keying.filter(|k| k.protected_init).map(|k| k.tag);
+    let init_period = keying
+        .filter(|k| k.protected_init)
+        .and_then(|k| k.init_key_period);
+    // An init segment: its version and, with rotation, its key period.
+    let init_of = |s: &crate::live::Segment| (s.init_version, init_period.map(|f| f(s.msn)));
+    let map_line = |out: &mut String, (v, k): (u32, Option<u64>)| {
+        let stem = match k {
+            Some(k) => format!("init-{v}.k{k}"),
+            None => format!("init-{v}"),
+        };
+        let _ = writeln!(
+            out,
+            "#EXT-X-MAP:URI=\"{}\"",
+            file_name(&stem, init_tag, "mp4")
+        );
+    };
     let mut last_key: Option<String> = None;
     let mut key_line = |out: &mut String, msn: u64| {
         if let Some(k) = keying {
@@ -263,15 +283,14 @@ pub fn media_playlist_with(
         }
     }
 
-    let mut last_init: Option<u32> = None;
+    let mut last_init: Option<(u32, Option<u64>)> = None;
     for s in r.segments.iter().skip(skipped) {
         if s.discontinuity && last_init.is_some() {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        if last_init != Some(s.init_version) {
-            let init = file_name(&format!("init-{}", s.init_version), init_tag, "mp4");
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{init}\"");
-            last_init = Some(s.init_version);
+        if last_init != Some(init_of(s)) {
+            map_line(&mut out, init_of(s));
+            last_init = Some(init_of(s));
         }
         key_line(&mut out, s.msn);
         let _ = writeln!(
@@ -294,9 +313,8 @@ pub fn media_playlist_with(
             if b.discontinuity && last_init.is_some() {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            if last_init != Some(b.init_version) {
-                let init = file_name(&format!("init-{}", b.init_version), init_tag, "mp4");
-                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{init}\"");
+            if last_init != Some(init_of(b)) {
+                map_line(&mut out, init_of(b));
             }
             key_line(&mut out, b.msn);
             let _ = writeln!(
@@ -497,6 +515,7 @@ mod tests {
             tag: "aes",
             protected_init: false,
             key_attributes: &key_of,
+            init_key_period: None,
         };
         let text = media_playlist_with(&p, "v1", Skip(false), Some(&keying)).unwrap();
         let m = parse_media(&text);
@@ -524,6 +543,43 @@ mod tests {
             .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
             .unwrap();
         assert!(hint.ends_with(".aes.m4s\""));
+    }
+
+    /// SAMPLE-AES with rotation: the protected init names its key period,
+    /// so a new `EXT-X-MAP` comes with each new key.
+    #[test]
+    fn sample_aes_rotation_writes_a_map_per_key_period() {
+        let p = running();
+        let key_of = |msn: u64| format!("METHOD=SAMPLE-AES,URI=\"/drm/keys/k{}\"", msn / 4);
+        let period = |msn: u64| msn / 4;
+        let keying = HlsKeying {
+            tag: "cbcs",
+            protected_init: true,
+            key_attributes: &key_of,
+            init_key_period: Some(&period),
+        };
+        let text = media_playlist_with(&p, "v1", Skip(false), Some(&keying)).unwrap();
+        parse_media(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut current_map = "";
+        for l in &lines {
+            if let Some(m) = l.strip_prefix("#EXT-X-MAP:URI=") {
+                current_map = m;
+            }
+            if let Some(n) = l
+                .strip_prefix("seg-")
+                .and_then(|r| r.strip_suffix(".cbcs.m4s"))
+            {
+                let msn: u64 = n.parse().unwrap();
+                assert_eq!(
+                    current_map,
+                    format!("\"init-0.k{}.cbcs.mp4\"", msn / 4),
+                    "segment {msn}\n{text}"
+                );
+            }
+        }
+        let maps = lines.iter().filter(|l| l.starts_with("#EXT-X-MAP")).count();
+        assert!(maps >= 3, "{text}");
     }
 
     #[test]

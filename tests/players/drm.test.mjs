@@ -7,6 +7,9 @@
 // Cases:
 // - hls.js plays AES-128 HLS: it fetches the key from the playlist's key URI
 //   (`/drm/keys/KID`) itself, across key rotations (`rotate_every = 2`);
+// - with rotation, the DASH cases play across a Period per key period (a
+//   licence request for each new key) and Shaka's SAMPLE-AES HLS across new
+//   EXT-X-KEY/EXT-X-MAP pairs;
 // - Shaka Player and dash.js play CENC DASH with ClearKey, and Shaka plays
 //   cbcs DASH (a second vela with `dash = "cbcs"`; dash.js too): the players find the
 //   licence server in the MPD's `dashif:Laurl` (no licence URL is configured
@@ -266,7 +269,7 @@ async function drmCase(name, srv, spec, check) {
     assert.ok(decoded >= MIN_MEDIA_S * 30 * 0.5,
       `${spec}: only ${decoded} video frames decoded (and not dropped) over ${s.mediaPlayed.toFixed(1)} s of media: ${JSON.stringify({ q0, q1 })}\n${await diagnostics(c, s)}`);
     try {
-      check(c, s);
+      await check(c, s);
     } catch (e) {
       e.message += `\n${await diagnostics(c, s)}`;
       throw e;
@@ -290,6 +293,20 @@ function assertEncryptedMedia(c, ext) {
   assert.ok(media.length > 0, `${c.spec}: no media segments requested`);
   assert.deepEqual(clear.map((r) => r.path).slice(0, 5), [], `${c.spec}: media other than .${ext}.m4s requested`);
   assert.ok(requested(c, new RegExp(`\\.${ext}\\.m4s$`)).length > 0, `${c.spec}: no .${ext}.m4s answered 200`);
+}
+
+/**
+ * Keys rotate (`rotate_every`): the MPD has a Period per key period, each
+ * with its own key id, and the player asked for a licence more than once
+ * while it played across them.
+ */
+async function assertRotatingLicences(c) {
+  const mpd = (await get(c.manifestUrl)).text;
+  const periods = (mpd.match(/<Period /g) || []).length;
+  const kids = new Set([...mpd.matchAll(/cenc:default_KID="([^"]+)"/g)].map((m) => m[1]));
+  assert.ok(periods >= 2 && kids.size >= 4, `${c.spec}: expected a Period per key period with its own key ids, got ${periods} Periods, ${kids.size} key ids`);
+  const lic = requested(c, /^\/drm\/clearkey\/license(\?token=[\w.-]+)?$/);
+  assert.ok(lic.length >= 2, `${c.spec}: ${lic.length} licence request(s) across key rotations, expected at least 2`);
 }
 
 function assertClearKeyLicence(c, s) {
@@ -378,17 +395,19 @@ describe('AES-128 HLS and CENC DASH (hls = "aes-128", dash = "cenc")', { concurr
 
   test('Shaka Player plays CENC DASH with ClearKey through the licence endpoint (dashif:Laurl)', { timeout: 240_000 }, async () => {
     assert.ok(g.eme.cenc.ok, `Chromium's ClearKey CDM refuses cenc: ${g.eme.cenc.error}`);
-    await drmCase('Shaka CENC DASH (ClearKey)', srv, 'shaka:dash', (c, s) => {
+    await drmCase('Shaka CENC DASH (ClearKey)', srv, 'shaka:dash', async (c, s) => {
       assertEncryptedMedia(c, 'cenc');
       assertClearKeyLicence(c, s);
+      await assertRotatingLicences(c);
     });
   });
 
   test('dash.js plays CENC DASH with ClearKey through the licence endpoint (dashif:Laurl)', { timeout: 240_000 }, async () => {
     assert.ok(g.eme.cenc.ok, `Chromium's ClearKey CDM refuses cenc: ${g.eme.cenc.error}`);
-    await drmCase('dash.js CENC DASH (ClearKey)', srv, 'dashjs:dash', (c, s) => {
+    await drmCase('dash.js CENC DASH (ClearKey)', srv, 'dashjs:dash', async (c, s) => {
       assertEncryptedMedia(c, 'cenc');
       assertClearKeyLicence(c, s);
+      await assertRotatingLicences(c);
     });
   });
 
@@ -418,7 +437,9 @@ describe('AES-128 HLS and CENC DASH (hls = "aes-128", dash = "cenc")', { concurr
 describe('cbcs DASH (dash = "cbcs")', { concurrency: 1 }, () => {
   let srv = null;
   before(async () => {
-    srv = await startServer('cbcs', '[drm]\nhls = "sample-aes"\ndash = "cbcs"\n', 'enc');
+    // rotate_every = 3: a Period per key period in the MPD, and a new
+    // EXT-X-KEY and EXT-X-MAP (the init names its key period) in HLS.
+    srv = await startServer('cbcs', '[drm]\nhls = "sample-aes"\ndash = "cbcs"\nrotate_every = 3\n', 'enc');
   });
   after(async () => stopServer(srv));
 
@@ -426,17 +447,19 @@ describe('cbcs DASH (dash = "cbcs")', { concurrency: 1 }, () => {
     assert.ok(g.eme.cbcs.ok, `Chromium's ClearKey CDM refuses cbcs: ${g.eme.cbcs.error}`);
     const mpd = await get(`${srv.vela.streamBase(srv.key)}/manifest.mpd`);
     assert.match(mpd.text, /schemeIdUri="urn:mpeg:dash:mp4protection:2011" value="cbcs"/, mpd.text.slice(0, 2000));
-    await drmCase('Shaka cbcs DASH (ClearKey)', srv, 'shaka:dash', (c, s) => {
+    await drmCase('Shaka cbcs DASH (ClearKey)', srv, 'shaka:dash', async (c, s) => {
       assertEncryptedMedia(c, 'cbcs');
       assertClearKeyLicence(c, s);
+      await assertRotatingLicences(c);
     });
   });
 
   test('dash.js plays cbcs DASH with ClearKey', { timeout: 240_000 }, async () => {
     assert.ok(g.eme.cbcs.ok, `Chromium's ClearKey CDM refuses cbcs: ${g.eme.cbcs.error}`);
-    await drmCase('dash.js cbcs DASH (ClearKey)', srv, 'dashjs:dash', (c, s) => {
+    await drmCase('dash.js cbcs DASH (ClearKey)', srv, 'dashjs:dash', async (c, s) => {
       assertEncryptedMedia(c, 'cbcs');
       assertClearKeyLicence(c, s);
+      await assertRotatingLicences(c);
     });
   });
 
@@ -451,8 +474,10 @@ describe('cbcs DASH (dash = "cbcs")', { concurrency: 1 }, () => {
     await drmCase('Shaka SAMPLE-AES HLS (ClearKey)', srv, 'shaka:hls', (c, s) => {
       assertEncryptedMedia(c, 'cbcs');
       assert.equal(s.keySystem, CLEARKEY, `${c.spec}: key system`);
-      assert.ok(requested(c, /^\/drm\/keys\/[0-9a-f]{32}$/).length > 0,
-        `no GET /drm/keys/KID answered 200: ${JSON.stringify(c.requests.filter((r) => r.path.startsWith('/drm/')))}`);
+      const keys = new Set(requested(c, /^\/drm\/keys\/[0-9a-f]{32}$/).map((r) => r.path));
+      assert.ok(keys.size >= 2,
+        `expected keys of at least two key periods (GET /drm/keys/KID answered 200): ${JSON.stringify(c.requests.filter((r) => r.path.startsWith('/drm/')))}`);
+      assert.ok(requested(c, /\/init-\d+\.k\d+\.cbcs\.mp4$/).length >= 2, 'an init segment per key period');
     });
   });
 });
