@@ -391,3 +391,147 @@ fn playback_tokens_guard_manifests_media_keys_and_licences() {
     // Nothing about the tokens' secret or the keys in the log.
     assert!(!server.stderr().contains(&good), "a token was logged");
 }
+
+/// Smooth Streaming with `mss = "cenc"`: the manifest carries a PlayReady
+/// `ProtectionHeader`, every fragment carries PIFF's sample encryption box
+/// and `senc`, and ffmpeg, given the key, decrypts the video fragments (put
+/// behind the DASH cenc init segment, which has the same track and key id)
+/// and decodes every published frame.
+#[test]
+fn smooth_cenc_fragments_decrypt_with_ffmpeg() {
+    let ffmpeg = require_tool("ffmpeg");
+    let server =
+        Server::start_with_config("[drm]\nhls = \"aes-128\"\ndash = \"cenc\"\nmss = \"cenc\"\n");
+    let spec = PublishSpec {
+        width: 640,
+        height: 360,
+        ..PublishSpec::new(Some(VideoCodec::H264 { bframes: 2 }), true, 6.0)
+    };
+    let mut publisher = Publisher::spawn(&ffmpeg, &server.rtmp_url("mss"), &spec, &server.dir.path);
+    if publisher.wait_exit(200).is_none_or(|st| !st.success()) {
+        server.fail(format!("publisher failed:\n{}", publisher.log_text()));
+    }
+    server.poll("the MPD turned static", 50, POLL, || {
+        let r = server.get("/live/mss/manifest.mpd");
+        (r.status == 200 && r.text().contains("type=\"static\"")).then_some(())
+    });
+    let manifest = server.get_ok(&server.url("/live/mss/Manifest")).text();
+    let doc = parse_xml(&manifest).unwrap_or_else(|e| server.fail(e));
+    let header = doc
+        .child("Protection")
+        .and_then(|p| p.child("ProtectionHeader"))
+        .unwrap_or_else(|| server.fail(format!("no ProtectionHeader:\n{manifest}")));
+    assert_eq!(
+        header.attr("SystemID"),
+        Some("9A04F079-9840-4286-AB92-E65BE0885F95"),
+        "PlayReady"
+    );
+    use base64::Engine as _;
+    let pro = base64::engine::general_purpose::STANDARD
+        .decode(header.text.trim())
+        .unwrap_or_else(|e| server.fail(format!("ProtectionHeader is not base64: {e}")));
+    let pro_text: String = char::decode_utf16(
+        pro[10..]
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]])),
+    )
+    .map(|c| c.unwrap_or('?'))
+    .collect();
+    assert!(
+        pro_text.contains("<WRMHEADER"),
+        "a PlayReady header object: {pro_text}"
+    );
+
+    let video = doc
+        .children_named("StreamIndex")
+        .find(|s| s.attr("Type") == Some("video"))
+        .unwrap_or_else(|| server.fail(format!("no video StreamIndex:\n{manifest}")));
+    let bitrate = video
+        .child("QualityLevel")
+        .and_then(|q| q.attr("Bitrate"))
+        .unwrap()
+        .to_string();
+    let template = video.attr("Url").unwrap().replace("{bitrate}", &bitrate);
+    let mut t: u64 = 0;
+    let mut file = server
+        .get_ok(&server.url("/live/mss/v1/init-0.cenc.mp4"))
+        .body;
+    let mut fragments = 0;
+    for c in video.children_named("c") {
+        if let Some(start) = c.attr("t") {
+            t = start.parse().unwrap();
+        }
+        let url = server.url(&format!(
+            "/live/mss/{}",
+            template.replace("{start time}", &t.to_string())
+        ));
+        let frag = server.get_ok(&url).body;
+        let piff = [
+            0xa2, 0x39, 0x4f, 0x52, 0x5a, 0x9b, 0x4f, 0x14, 0xa2, 0x44, 0x6c, 0x42, 0x7c, 0x64,
+            0x8d, 0xf4,
+        ];
+        assert!(
+            frag.windows(16).any(|w| w == piff),
+            "{url}: no PIFF sample encryption box"
+        );
+        assert!(frag.windows(4).any(|w| w == b"senc"), "{url}: no senc");
+        file.extend_from_slice(&frag);
+        fragments += 1;
+        t += c.attr("d").unwrap().parse::<u64>().unwrap();
+    }
+    assert!(
+        fragments >= 2,
+        "only {fragments} Smooth fragments:\n{manifest}"
+    );
+    let kid = server
+        .get_ok(&server.url("/live/mss/manifest.mpd"))
+        .text()
+        .split("cenc:default_KID=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .replace('-', "");
+    let key = server.get_ok(&server.url(&format!("/drm/keys/{kid}")));
+    let key_hex: String = key.body.iter().map(|b| format!("{b:02x}")).collect();
+    let path = server.dir.path.join("smooth-cenc.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let frames = frame_count(
+        &hevc_ffmpeg(),
+        &["-decryption_key", &key_hex, "-i", path.to_str().unwrap()],
+        &server,
+    );
+    let expected = spec.video_frames() as usize;
+    assert!(
+        frames + 3 >= expected && frames <= expected + 1,
+        "Smooth cenc: decoded {frames} frames, published {expected}"
+    );
+    // The fragments really are encrypted: a wrong key gives other pictures.
+    let crcs = |key: &str| {
+        Command::new(hevc_ffmpeg())
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-v",
+                "quiet",
+                "-decryption_key",
+                key,
+            ])
+            .args([
+                "-i",
+                path.to_str().unwrap(),
+                "-map",
+                "0:v:0",
+                "-f",
+                "framecrc",
+                "-",
+            ])
+            .output()
+            .unwrap()
+            .stdout
+    };
+    assert_ne!(
+        crcs("55555555555555555555555555555555"),
+        crcs(&key_hex),
+        "a wrong key must not give the right frames"
+    );
+}

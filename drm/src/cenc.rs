@@ -380,6 +380,34 @@ pub fn protect_fragment(
     codec: &CodecConfig,
     iv_seed: u64,
 ) -> Result<Bytes, DrmError> {
+    protect(frag, scheme, key, codec, iv_seed, false)
+}
+
+/// The PIFF 1.1 sample encryption box's `uuid` (Smooth Streaming).
+pub const PIFF_SENC_UUID: [u8; 16] = [
+    0xa2, 0x39, 0x4f, 0x52, 0x5a, 0x9b, 0x4f, 0x14, 0xa2, 0x44, 0x6c, 0x42, 0x7c, 0x64, 0x8d, 0xf4,
+];
+
+/// [`protect_fragment`] in 'cenc' for Smooth Streaming: the `traf` also
+/// carries the per-sample IVs and subsamples in PIFF's sample encryption
+/// `uuid` box, which Smooth clients read (CENC readers read `senc`).
+pub fn protect_fragment_piff(
+    frag: &[u8],
+    key: &ContentKey,
+    codec: &CodecConfig,
+    iv_seed: u64,
+) -> Result<Bytes, DrmError> {
+    protect(frag, Scheme::Cenc, key, codec, iv_seed, true)
+}
+
+fn protect(
+    frag: &[u8],
+    scheme: Scheme,
+    key: &ContentKey,
+    codec: &CodecConfig,
+    iv_seed: u64,
+    piff: bool,
+) -> Result<Bytes, DrmError> {
     let layout = layout_of(codec)?;
     let top: Vec<RawBox<'_>> = boxes(frag).collect::<Result<_, _>>()?;
     if !top.iter().any(|b| &b.kind == b"moof") {
@@ -433,7 +461,7 @@ pub fn protect_fragment(
                     });
                     at = end;
                 }
-                write_moof(&mut w, &m, scheme, layout, &entries)?;
+                write_moof(&mut w, &m, scheme, layout, &entries, piff)?;
                 // Encryption jobs need the subsamples; move them over.
                 let first = jobs.len() - entries.len();
                 for (job, (subs, _)) in jobs[first..].iter_mut().zip(entries) {
@@ -527,6 +555,7 @@ fn write_moof(
     scheme: Scheme,
     layout: Layout,
     entries: &[(Vec<Subsample>, [u8; 8])],
+    piff: bool,
 ) -> Result<(), DrmError> {
     let moof_start = w.pos();
     let iv_size: usize = if scheme == Scheme::Cenc { 8 } else { 0 };
@@ -573,21 +602,33 @@ fn write_moof(
             let saio_at = w.pos();
             w.u32(0);
             w.end()?;
-            w.begin_full(b"senc", 0, if subsamples { 0x2 } else { 0 });
-            w.u32(entries.len() as u32);
-            let first_entry = w.pos() - moof_start;
-            for (subs, iv) in entries {
-                w.bytes(&iv[..iv_size]);
-                if subsamples {
-                    w.u16(subs.len() as u16);
-                    for s in subs {
-                        w.u16(s.clear);
-                        w.u32(s.protected);
+            let write_entries = |w: &mut Writer| {
+                w.u32(entries.len() as u32);
+                for (subs, iv) in entries {
+                    w.bytes(&iv[..iv_size]);
+                    if subsamples {
+                        w.u16(subs.len() as u16);
+                        for s in subs {
+                            w.u16(s.clear);
+                            w.u32(s.protected);
+                        }
                     }
                 }
-            }
+            };
+            w.begin_full(b"senc", 0, if subsamples { 0x2 } else { 0 });
+            let first_entry = w.pos() - moof_start + 4;
+            write_entries(w);
             w.end()?;
             w.patch_u32(saio_at, first_entry as u32);
+            if piff {
+                // PIFF: the same entries in a uuid box (version 0; flag 0x2:
+                // subsamples; the track's tenc gives algorithm, IV size, KID).
+                w.begin(b"uuid");
+                w.bytes(&PIFF_SENC_UUID);
+                w.u32(if subsamples { 0x2 } else { 0 });
+                write_entries(w);
+                w.end()?;
+            }
         }
         w.end()?;
     }

@@ -569,3 +569,51 @@ fn random_and_mutated_inputs_never_panic() {
         let _ = vela_drm::clearkey::license_response(&input, |_| Some([0; 16]));
     }
 }
+
+/// The body of the first box whose header ends with `tag` (a fourcc, or a
+/// `uuid` box's 16-byte extended type), from after `tag`.
+fn box_body<'a>(data: &'a [u8], tag: &[u8]) -> &'a [u8] {
+    let at = data
+        .windows(tag.len())
+        .position(|w| w == tag)
+        .expect("box present");
+    let start = if tag.len() == 4 { at - 4 } else { at - 8 };
+    let size = u32::from_be_bytes(data[start..start + 4].try_into().unwrap()) as usize;
+    &data[at + tag.len()..start + size]
+}
+
+/// Smooth's PIFF variant: the same encryption as 'cenc' (same bytes in the
+/// mdat for the same seed), and the sample encryption entries twice: in
+/// `senc` and in PIFF's `uuid` box, with the moof offsets still right.
+#[test]
+fn piff_fragment_carries_senc_entries_in_its_uuid_box_too() {
+    let mut rng = Rng(0x91ff);
+    let samples = video_samples(&mut rng);
+    let clear = fragment(4, 1, 0, &samples);
+    let track = h264_track();
+    let seed = cenc::iv_seed(0x81, 4, 0);
+    let cenc_only = protect_fragment(&clear, Scheme::Cenc, &KEY, &track.config, seed).unwrap();
+    let piff = cenc::protect_fragment_piff(&clear, &KEY, &track.config, seed).unwrap();
+    let senc = box_body(&piff, b"senc");
+    let uuid = box_body(&piff, &cenc::PIFF_SENC_UUID);
+    assert_eq!(
+        senc, uuid,
+        "PIFF entries = senc entries (flags 0x2, count, IVs, subsamples)"
+    );
+    assert_eq!(senc, box_body(&cenc_only, b"senc"));
+    assert_eq!(
+        box_body(&piff, b"mdat"),
+        box_body(&cenc_only, b"mdat"),
+        "the same encrypted samples"
+    );
+    // The trun's data_offset still points at the first sample (mp4-atom's
+    // strict reader refuses uuid boxes in a traf, so read it by hand).
+    assert_eq!(&piff[4..8], b"moof");
+    let moof_len = u32::from_be_bytes(piff[0..4].try_into().unwrap()) as usize;
+    let trun = box_body(&piff, b"trun");
+    let count = u32::from_be_bytes(trun[4..8].try_into().unwrap()) as usize;
+    let data_offset = u32::from_be_bytes(trun[8..12].try_into().unwrap()) as usize;
+    assert_eq!(count, samples.len());
+    assert_eq!(data_offset, moof_len + 8);
+    assert_eq!(&piff[moof_len + 4..moof_len + 8], b"mdat");
+}

@@ -420,8 +420,9 @@ async fn smooth_manifest(
 ) -> OriginResult {
     let token = authorize(&state, &name, access::query_token(query.as_deref()))?;
     let s = stream(&state, &name)?;
-    if !policy_of(&state, &name).serves_smooth() {
-        // Smooth output is clear: a stream whose every format is protected has none.
+    let policy = policy_of(&state, &name);
+    if !policy.serves_smooth() {
+        // Clear Smooth output would undercut the protected formats.
         return Err(OriginError::NotFound);
     }
     wait_for_media(&state, &s, FirstMedia::Part).await?;
@@ -430,9 +431,16 @@ async fn smooth_manifest(
     if !s.wait_until(state.first_media_wait * 2, ready).await {
         return Err(OriginError::NotYet);
     }
+    let header = match (&state.protection, policy.mss_protected) {
+        (Some(prot), true) => Some(
+            prot.smooth_protection_header(&name)
+                .ok_or(OriginError::Internal)?,
+        ),
+        _ => None,
+    };
     let p = s.read();
-    let body =
-        smooth::client_manifest_with(&p, None, &token_prefix(token)).ok_or(OriginError::NotYet)?;
+    let body = smooth::client_manifest_with(&p, header.as_ref(), &token_prefix(token))
+        .ok_or(OriginError::NotYet)?;
     Ok(manifest_response(
         &headers,
         "text/xml; charset=utf-8",
@@ -441,10 +449,21 @@ async fn smooth_manifest(
     ))
 }
 
-/// A Smooth fragment: `QualityLevels(B)/Fragments(video=T)`.
-fn smooth_fragment(s: &LiveStream, file: &str, headers: &HeaderMap) -> OriginResult {
+/// A Smooth fragment: `QualityLevels(B)/Fragments(video=T)`, encrypted
+/// when the stream's Smooth output is (`protection`).
+fn smooth_fragment(
+    s: &LiveStream,
+    file: &str,
+    headers: &HeaderMap,
+    protection: Option<&Protection>,
+) -> OriginResult {
     let (kind, t) = smooth::parse_fragment_name(file).ok_or(OriginError::NotFound)?;
-    let etag = format!("\"{:x}-mss-{}-{t}\"", s.instance, kind.as_str());
+    let etag = format!(
+        "\"{:x}-mss-{}-{t}{}\"",
+        s.instance,
+        kind.as_str(),
+        if protection.is_some() { "-cenc" } else { "" }
+    );
     if not_modified(headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, media_headers(kind, &etag, None)).into_response());
     }
@@ -455,6 +474,18 @@ fn smooth_fragment(s: &LiveStream, file: &str, headers: &HeaderMap) -> OriginRes
             OriginError::NotFound
         }
     })?;
+    let data = match protection {
+        Some(prot) => {
+            let p = s.read();
+            let (r, msn) = smooth::fragment_source(&p, kind, t).ok_or(OriginError::NotFound)?;
+            prot.smooth_fragment(&s.name, s.instance, r, msn, &data)
+                .map_err(|e| {
+                    tracing::error!(stream = s.name, error = %e, "cannot encrypt a Smooth fragment");
+                    OriginError::Internal
+                })?
+        }
+        None => data,
+    };
     Ok(send_bytes(kind, &etag, data))
 }
 
@@ -820,10 +851,12 @@ async fn serve_media_file(
 ) -> OriginResult {
     let s = stream(&state, &name)?;
     if rid.starts_with("QualityLevels(") {
-        if !policy_of(&state, &name).serves_smooth() {
+        let policy = policy_of(&state, &name);
+        if !policy.serves_smooth() {
             return Err(OriginError::NotFound);
         }
-        return smooth_fragment(&s, &file, &headers);
+        let protection = state.protection.as_deref().filter(|_| policy.mss_protected);
+        return smooth_fragment(&s, &file, &headers, protection);
     }
     let (file, tag) = parse_file(&file).ok_or(OriginError::NotFound)?;
     let policy = state

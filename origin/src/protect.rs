@@ -17,6 +17,12 @@
 //! carries that period's key id), HLS writes a new `EXT-X-KEY` (and, for
 //! SAMPLE-AES, `EXT-X-MAP`) and the MPD a new Period at each key period.
 //!
+//! Smooth Streaming (`mss = "cenc"`): each fragment re-boxed from a segment
+//! is encrypted in 'cenc' with the sample encryption entries both in `senc`
+//! and in PIFF's `uuid` box, and the manifest carries a PlayReady
+//! `ProtectionHeader` with the video and audio key ids (of key period 0:
+//! Smooth has one header for the whole presentation).
+//!
 //! When every format of a stream is protected, its clear files are not
 //! served at all.
 
@@ -52,8 +58,8 @@ pub enum DashMode {
 pub struct DrmPolicy {
     pub hls: HlsMode,
     pub dash: DashMode,
-    /// Smooth Streaming asked to be protected (`mss = "cenc"`). Smooth output
-    /// is clear in this build, so such a stream has no Smooth output.
+    /// Smooth Streaming protected (`mss = "cenc"`): PIFF/CENC fragments and
+    /// a PlayReady `ProtectionHeader` in the manifest.
     pub mss_protected: bool,
 }
 
@@ -83,8 +89,11 @@ impl DrmPolicy {
     }
 
     /// Whether Smooth Streaming (clear) may be served for this stream.
+    /// Whether the stream has Smooth output: encrypted, or clear while some
+    /// other format is clear too (a protected format is never undercut by
+    /// clear Smooth fragments).
     pub fn serves_smooth(&self) -> bool {
-        !self.mss_protected && self.serves_clear()
+        self.mss_protected || self.serves_clear()
     }
 
     pub fn is_clear(&self) -> bool {
@@ -322,6 +331,64 @@ impl Protection {
             audio: block(MediaKind::Audio, window.0)?,
             rotation,
         })
+    }
+
+    /// Smooth's `ProtectionHeader` (PlayReady, with the video and audio key
+    /// ids). Smooth has one header for the whole presentation, so its keys
+    /// do not rotate: they are those of key period 0.
+    pub fn smooth_protection_header(
+        &self,
+        stream: &str,
+    ) -> Option<vela_packager::smooth::ProtectionHeader> {
+        let kids = [MediaKind::Video, MediaKind::Audio]
+            .map(|kind| self.key_for(stream, "cenc", kind, 0).ok().map(|k| k.kid));
+        let kids: Vec<[u8; 16]> = kids.into_iter().collect::<Option<_>>()?;
+        let (system_id, value) = pssh::smooth_protection_header(&kids, None);
+        Some(vela_packager::smooth::ProtectionHeader { system_id, value })
+    }
+
+    /// A Smooth fragment encrypted ('cenc', with PIFF's sample encryption
+    /// box), cached like the other variants.
+    pub fn smooth_fragment(
+        &self,
+        stream: &str,
+        instance: u64,
+        r: &vela_packager::live::Rendition,
+        msn: u64,
+        clear: &[u8],
+    ) -> Result<Bytes, ProtectError> {
+        let kind = r.track.kind();
+        let key = CacheKey {
+            stream: stream.to_string(),
+            instance,
+            rendition: format!("mss-{}", r.id),
+            tag: "cenc",
+            file: FileId::Segment(msn),
+        };
+        if let Some(b) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(b.clone());
+        }
+        let k = self.key_for(stream, "cenc", kind, 0)?;
+        // IVs apart from the DASH variant's under the same key: track ids
+        // below 0x80 there, with 0x80 set here.
+        let seed = cenc::iv_seed(r.track.id | 0x80, msn, 0);
+        let out = cenc::protect_fragment_piff(clear, &k, &r.track.config, seed)
+            .map_err(ProtectError::Encrypt)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget fragments that have left the window.
+        let first = r.segments.front().map(|s| s.msn).unwrap_or(0);
+        cache.retain(|c, _| {
+            c.stream != stream
+                || c.instance == instance
+                    && !(c.rendition == key.rendition && c.file.msn().is_some_and(|m| m < first))
+        });
+        cache.insert(key, out.clone());
+        Ok(out)
     }
 
     /// Whether key period `period` covers a segment of `r`'s window (or the

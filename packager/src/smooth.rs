@@ -248,6 +248,15 @@ pub enum SmoothError {
     Corrupt(#[from] boxes::FragmentError),
 }
 
+/// The rendition and segment number behind the fragment at `t` (10 MHz) of
+/// the `kind` stream (for encrypting it with that segment's key).
+pub fn fragment_source(p: &LivePackager, kind: MediaKind, t: u64) -> Option<(&Rendition, u64)> {
+    let r = rendition_for(p, kind)?;
+    let ts = r.timescale();
+    let seg = r.segments.iter().find(|s| to_hns(s.start, ts) == t)?;
+    Some((r, seg.msn))
+}
+
 /// The Smooth fragment starting at `t` (10 MHz) of the `kind` stream.
 pub fn fragment(p: &LivePackager, kind: MediaKind, t: u64) -> Result<Bytes, SmoothError> {
     let r = rendition_for(p, kind).ok_or(SmoothError::NotFound)?;
