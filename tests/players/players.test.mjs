@@ -110,10 +110,10 @@ async function openPane(spec, key, publishers) {
   });
   c.page.on('pageerror', (e) => c.console.push(`pageerror: ${e.message}`));
   let url = `${ctx.static.url}/index.html?hideform=1&stream=${encodeURIComponent(base)}&panes=${encodeURIComponent(spec)}`;
-  if (format === 'mss' || spec.startsWith('dashjs')) {
+  if (format === 'mss' || format === 'dash') {
     // For the derived latency: Smooth has no wall-clock anchor of its own;
-    // for dash.js, the MPD's own availabilityStartTime, independent of the
-    // player's clock synchronisation.
+    // for DASH, the MPD's own availabilityStartTime, independent of the
+    // player's clock synchronisation (dash.js) or drift correction (Shaka).
     const anchor = await streamAnchorMs(key);
     if (anchor) url += `&anchor=${anchor}`;
   }

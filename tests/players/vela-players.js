@@ -469,6 +469,11 @@
         reportedLatency: () => player.getStats().liveLatency,
         bufferedInfo: () => player.getBufferedInfo(),
         derivedLatency: () => {
+          // With ?anchor=MS (the MPD's availabilityStartTime, for DASH):
+          // the wall clock against the stream's own clock, independent of
+          // Shaka's drift correction, which moves its idea of "now".
+          const anchor = Number(new URLSearchParams(location.search).get('anchor'));
+          if (anchor) return (Date.now() - (anchor + this.video.currentTime * 1000)) / 1000;
           const d = player.getPlayheadTimeAsDate && player.getPlayheadTimeAsDate();
           return d ? (Date.now() - d.getTime()) / 1000 : null;
         },
