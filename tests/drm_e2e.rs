@@ -36,6 +36,40 @@ fn frame_count(ffmpeg: &std::path::Path, args: &[&str], server: &Server) -> usiz
     text.lines().filter(|l| l.starts_with("0,")).count()
 }
 
+/// The video frames' CRCs of an encrypted file decrypted with `key` (hex).
+fn framecrcs_with_key(ffmpeg: &std::path::Path, key: &str, path: &std::path::Path) -> Vec<u8> {
+    Command::new(ffmpeg)
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-v",
+            "quiet",
+            "-decryption_key",
+            key,
+        ])
+        .arg("-i")
+        .arg(path)
+        .args(["-map", "0:v:0", "-f", "framecrc", "-"])
+        .output()
+        .unwrap()
+        .stdout
+}
+
+/// The first `cenc:default_KID` of an MPD, as 32 hex digits.
+fn default_kid(server: &Server, mpd: &str) -> String {
+    mpd.split("cenc:default_KID=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| server.fail(format!("no default_KID:\n{mpd}")))
+        .replace('-', "")
+}
+
+/// The content key behind a key id, fetched from the key route, as hex.
+fn key_hex(server: &Server, kid: &str) -> String {
+    let key = server.get_ok(&server.url(&format!("/drm/keys/{kid}")));
+    key.body.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[test]
 fn aes128_hls_and_cenc_dash_decrypt_with_ffmpeg() {
     let ffmpeg = require_tool("ffmpeg");
@@ -95,14 +129,8 @@ fn aes128_hls_and_cenc_dash_decrypt_with_ffmpeg() {
         mpd.contains("urn:uuid:9a04f079-9840-4286-ab92-e65be0885f95"),
         "PlayReady signalling"
     );
-    let kid = mpd
-        .split("cenc:default_KID=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| server.fail(format!("no default_KID:\n{mpd}")))
-        .replace('-', "");
-    let dash_key = server.get_ok(&server.url(&format!("/drm/keys/{kid}")));
-    let dash_key_hex: String = dash_key.body.iter().map(|b| format!("{b:02x}")).collect();
+    let kid = default_kid(&server, &mpd);
+    let dash_key_hex = key_hex(&server, &kid);
 
     let mut file = server
         .get_ok(&server.url("/live/secret/v1/init-0.cenc.mp4"))
@@ -144,42 +172,9 @@ fn aes128_hls_and_cenc_dash_decrypt_with_ffmpeg() {
     );
 
     // A wrong key does not decode to the same pictures.
-    let wrong = Command::new(&recent)
-        .args(["-hide_banner", "-nostdin", "-v", "quiet", "-decryption_key"])
-        .arg("55555555555555555555555555555555")
-        .args([
-            "-i",
-            path.to_str().unwrap(),
-            "-map",
-            "0:v:0",
-            "-f",
-            "framecrc",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    let right = Command::new(&recent)
-        .args([
-            "-hide_banner",
-            "-nostdin",
-            "-v",
-            "quiet",
-            "-decryption_key",
-            &dash_key_hex,
-        ])
-        .args([
-            "-i",
-            path.to_str().unwrap(),
-            "-map",
-            "0:v:0",
-            "-f",
-            "framecrc",
-            "-",
-        ])
-        .output()
-        .unwrap();
     assert_ne!(
-        wrong.stdout, right.stdout,
+        framecrcs_with_key(&recent, "55555555555555555555555555555555", &path),
+        framecrcs_with_key(&recent, &dash_key_hex, &path),
         "a wrong key must not give the right frames"
     );
 }
@@ -353,12 +348,7 @@ fn playback_tokens_guard_manifests_media_keys_and_licences() {
         mpd.contains(&format!("/drm/clearkey/license?token={good}")),
         "{mpd}"
     );
-    let kid_hex = mpd
-        .split("cenc:default_KID=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| server.fail(format!("no default_KID:\n{mpd}")))
-        .replace('-', "");
+    let kid_hex = default_kid(&server, &mpd);
     let kid: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&kid_hex[2 * i..2 * i + 2], 16).unwrap())
         .collect();
@@ -483,16 +473,8 @@ fn smooth_cenc_fragments_decrypt_with_ffmpeg() {
         fragments >= 2,
         "only {fragments} Smooth fragments:\n{manifest}"
     );
-    let kid = server
-        .get_ok(&server.url("/live/mss/manifest.mpd"))
-        .text()
-        .split("cenc:default_KID=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .replace('-', "");
-    let key = server.get_ok(&server.url(&format!("/drm/keys/{kid}")));
-    let key_hex: String = key.body.iter().map(|b| format!("{b:02x}")).collect();
+    let mpd = server.get_ok(&server.url("/live/mss/manifest.mpd")).text();
+    let key_hex = key_hex(&server, &default_kid(&server, &mpd));
     let path = server.dir.path.join("smooth-cenc.mp4");
     std::fs::write(&path, &file).unwrap();
     let frames = frame_count(
@@ -506,32 +488,9 @@ fn smooth_cenc_fragments_decrypt_with_ffmpeg() {
         "Smooth cenc: decoded {frames} frames, published {expected}"
     );
     // The fragments really are encrypted: a wrong key gives other pictures.
-    let crcs = |key: &str| {
-        Command::new(hevc_ffmpeg())
-            .args([
-                "-hide_banner",
-                "-nostdin",
-                "-v",
-                "quiet",
-                "-decryption_key",
-                key,
-            ])
-            .args([
-                "-i",
-                path.to_str().unwrap(),
-                "-map",
-                "0:v:0",
-                "-f",
-                "framecrc",
-                "-",
-            ])
-            .output()
-            .unwrap()
-            .stdout
-    };
     assert_ne!(
-        crcs("55555555555555555555555555555555"),
-        crcs(&key_hex),
+        framecrcs_with_key(&hevc_ffmpeg(), "55555555555555555555555555555555", &path),
+        framecrcs_with_key(&hevc_ffmpeg(), &key_hex, &path),
         "a wrong key must not give the right frames"
     );
 }
