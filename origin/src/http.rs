@@ -374,6 +374,10 @@ async fn manifest_mpd(
         .and_then(|h| h.to_str().ok())
         .filter(|h| is_plain_host(h));
     let policy = policy_of(&state, &name);
+    // One snapshot for the protection and the listing: with key rotation,
+    // a segment begun in between could open a key period the protection
+    // does not describe.
+    let p = s.read();
     let protection = match (&state.protection, policy.dash) {
         (Some(prot), mode) if mode != DashMode::None => {
             let license = format!(
@@ -382,13 +386,10 @@ async fn manifest_mpd(
                 token_query(token)
             );
             // The segments the MPD may list: the window and the one being built.
-            let window = {
-                let p = s.read();
-                p.lead().map(|r| {
-                    let next = r.next_part().0;
-                    (r.segments.front().map_or(next, |f| f.msn), next)
-                })
-            };
+            let window = p.lead().map(|r| {
+                let next = r.next_part().0;
+                (r.segments.front().map_or(next, |f| f.msn), next)
+            });
             Some(
                 prot.dash_protection(&name, mode, &license, window.unwrap_or((0, 0)))
                     .ok_or(OriginError::Internal)?,
@@ -402,7 +403,6 @@ async fn manifest_mpd(
         protection,
         base_url: token.map(|t| token_prefix(Some(t))),
     };
-    let p = s.read();
     let body = dash::mpd(&p, now_ms(), &opts).ok_or(OriginError::NotYet)?;
     Ok(manifest_response(
         &headers,

@@ -365,13 +365,8 @@ impl Protection {
             tag: "cenc",
             file: FileId::Segment(msn),
         };
-        if let Some(b) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(b.clone());
+        if let Some(b) = self.cached(&key) {
+            return Ok(b);
         }
         let k = self.key_for(stream, "cenc", kind, 0)?;
         // IVs apart from the DASH variant's under the same key: track ids
@@ -379,15 +374,7 @@ impl Protection {
         let seed = cenc::iv_seed(r.track.id | 0x80, msn, 0);
         let out = cenc::protect_fragment_piff(clear, &k, &r.track.config, seed)
             .map_err(ProtectError::Encrypt)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget fragments that have left the window.
-        let first = r.segments.front().map(|s| s.msn).unwrap_or(0);
-        cache.retain(|c, _| {
-            c.stream != stream
-                || c.instance == instance
-                    && !(c.rendition == key.rendition && c.file.msn().is_some_and(|m| m < first))
-        });
-        cache.insert(key, out.clone());
+        self.remember(key, out.clone(), r.segments.front().map_or(0, |s| s.msn));
         Ok(out)
     }
 
@@ -423,13 +410,8 @@ impl Protection {
             tag,
             file,
         };
-        if let Some(b) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return Ok(Some(b.clone()));
+        if let Some(b) = self.cached(&key) {
+            return Ok(Some(b));
         }
         let kind = r.track.kind();
         let config: &CodecConfig = &r.track.config;
@@ -496,20 +478,29 @@ impl Protection {
             }
         };
         if let Some(b) = &out {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            // Forget what has left this rendition's window, and earlier
-            // streams of the same name.
-            let first = r.segments.front().map(|s| s.msn).unwrap_or(0);
-            cache.retain(|k, _| {
-                if k.stream != stream {
-                    return true;
-                }
-                k.instance == instance
-                    && !(k.rendition == rid && k.file.msn().is_some_and(|m| m < first))
-            });
-            cache.insert(key, b.clone());
+            self.remember(key, b.clone(), r.segments.front().map_or(0, |s| s.msn));
         }
         Ok(out)
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Bytes> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(key).cloned()
+    }
+
+    /// Caches an encrypted file, first forgetting what has left its
+    /// rendition's window (segments before `first_msn`) and earlier streams
+    /// of the same name.
+    fn remember(&self, key: CacheKey, value: Bytes, first_msn: u64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|k, _| {
+            if k.stream != key.stream {
+                return true;
+            }
+            k.instance == key.instance
+                && !(k.rendition == key.rendition && k.file.msn().is_some_and(|m| m < first_msn))
+        });
+        cache.insert(key, value);
     }
 
     /// Bytes held by the cache of encrypted variants.

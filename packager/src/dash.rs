@@ -179,13 +179,11 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
                 "    <AdaptationSet id=\"{set_id}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">"
             );
             if let Some(protection) = &opts.protection {
-                let (video, audio) = match (rotation, period.key_period) {
-                    (Some(r), Some(k)) => match r.periods.get(&k) {
-                        Some((v, a)) => (v.as_str(), a.as_str()),
-                        None => (protection.video.as_str(), protection.audio.as_str()),
-                    },
-                    _ => (protection.video.as_str(), protection.audio.as_str()),
-                };
+                // This key period's elements, else the stream's.
+                let (video, audio) = period
+                    .key_period
+                    .and_then(|k| rotation?.periods.get(&k))
+                    .map_or((&protection.video, &protection.audio), |(v, a)| (v, a));
                 out.push_str(match kind {
                     MediaKind::Video => video,
                     MediaKind::Audio => audio,
