@@ -1,19 +1,27 @@
 //! The AES primitives every scheme is built from, over whole buffers.
 //!
-//! All of them run on the RustCrypto `aes` block cipher, which detects AES-NI
-//! (x86/x86_64) or the ARMv8 crypto extensions at run time (`cpufeatures`) and
-//! falls back to a constant-time bitsliced software AES otherwise; there is
-//! no build flag to set. [`aes_backend`] reports which one is in use.
+//! All but x86_64 CTR run on the RustCrypto `aes` block cipher, which detects
+//! AES-NI (x86/x86_64) or the ARMv8 crypto extensions at run time
+//! (`cpufeatures`) and falls back to a constant-time bitsliced software AES
+//! otherwise. [`aes_backend`] reports which one is in use.
 //!
-//! Nothing here allocates per block: CTR goes through the `ctr` crate, whose
-//! backend generates 8 counter blocks at once (AES-NI pipelines them), and
-//! CBC hands whole runs of blocks to the `cbc` crate in place. CBC encryption
-//! is serial by construction (each block needs the previous ciphertext), so
-//! its ceiling is one AES latency per 16 bytes.
+//! Nothing here allocates per block. CTR, the hot path of 'cenc' (every
+//! byte of every DASH and Smooth segment), runs on x86_64 AES-NI through
+//! `crypt/aesni.rs`, which keeps eight counter blocks in flight and reads and
+//! writes each byte once: the `ctr` crate reached only 0.76–0.84 of
+//! `openssl speed -evp aes-128-ctr`, this 1.1 (benches/README.md). On other
+//! CPUs CTR goes through the `ctr` crate over `aes`. CBC hands whole runs of
+//! blocks to the `cbc` crate in place; it is serial by construction (each
+//! block needs the previous ciphertext), so its ceiling is one AES latency
+//! per 16 bytes, which the crate already reaches (a hand-written AES-NI CBC
+//! measured the same).
 
 use aes::cipher::inout::InOutBuf;
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, StreamCipher};
 use aes::Aes128;
+
+#[cfg(target_arch = "x86_64")]
+mod aesni;
 
 type Ctr = ctr::Ctr128BE<Aes128>;
 type CbcEnc = cbc::Encryptor<Aes128>;
@@ -49,20 +57,39 @@ pub fn aes128_ctr(key: &[u8; 16], iv: &[u8; 16], data: &mut [u8]) {
 
 /// A CTR keystream that continues across calls: 'cenc' encrypts the
 /// protected ranges of one sample as a single stream.
-///
-/// This is the `ctr` crate as it is: its backend encrypts 8 counter blocks
-/// per AES-NI call. A hand-rolled variant (fill a 2 KiB counter buffer, one
-/// `encrypt_blocks` call, XOR) measured slower (7.3 vs 8.8 GB/s best-of-N
-/// on 1 MiB), so it was dropped.
-pub struct CtrStream(Ctr);
+pub struct CtrStream(CtrEngine);
+
+// The variants differ in size, but a machine only ever builds one of them
+// (the portable one on x86_64 only as the tests' reference): boxing either
+// would add an allocation per sample for nothing.
+#[allow(clippy::large_enum_variant)]
+enum CtrEngine {
+    #[cfg(target_arch = "x86_64")]
+    AesNi(aesni::Aes128Ctr),
+    Portable(Ctr),
+}
 
 impl CtrStream {
     pub fn new(key: &[u8; 16], iv: &[u8; 16]) -> Self {
-        CtrStream(Ctr::new(key.into(), iv.into()))
+        #[cfg(target_arch = "x86_64")]
+        if let Some(ni) = aesni::Aes128Ctr::new(key, iv) {
+            return CtrStream(CtrEngine::AesNi(ni));
+        }
+        Self::portable(key, iv)
+    }
+
+    /// The `ctr` crate's stream whatever the CPU: what [`CtrStream::new`]
+    /// falls back to, and the reference the AES-NI path is checked against.
+    pub fn portable(key: &[u8; 16], iv: &[u8; 16]) -> Self {
+        CtrStream(CtrEngine::Portable(Ctr::new(key.into(), iv.into())))
     }
 
     pub fn apply(&mut self, data: &mut [u8]) {
-        self.0.apply_keystream(data);
+        match &mut self.0 {
+            #[cfg(target_arch = "x86_64")]
+            CtrEngine::AesNi(ni) => ni.apply(data),
+            CtrEngine::Portable(c) => c.apply_keystream(data),
+        }
     }
 }
 
@@ -132,10 +159,8 @@ pub fn aes128_cbc_pkcs7(key: &[u8; 16], iv: &[u8; 16], data: &[u8]) -> Vec<u8> {
 
 /// Inverse of [`aes128_cbc_pkcs7`]; `None` when the length or the padding is
 /// not valid (a wrong key shows up here).
-// `is_multiple_of` is newer than the workspace's rust-version (1.85).
-#[allow(clippy::manual_is_multiple_of)]
 pub fn aes128_cbc_pkcs7_decrypt(key: &[u8; 16], iv: &[u8; 16], data: &[u8]) -> Option<Vec<u8>> {
-    if data.is_empty() || data.len() % BLOCK != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(BLOCK) {
         return None;
     }
     let mut out = data.to_vec();
@@ -210,6 +235,40 @@ mod tests {
             s.apply(&mut []);
             s.apply(b2);
             assert_eq!(got, want, "split at {split}");
+        }
+    }
+
+    /// Whatever the engine `new` picks (AES-NI on x86_64), it produces the
+    /// `ctr` crate's stream bit for bit: every length around the 8-block
+    /// chunk, splits that leave partial keystream blocks, and counters that
+    /// carry out of the low 64 bits or wrap all 128 inside a chunk.
+    #[test]
+    fn ctr_engine_matches_the_portable_stream() {
+        let mut ivs = vec![[0u8; 16], [0xf0; 16], [0xff; 16]];
+        for back in 1..=9u64 {
+            // Low 64 bits `back` short of the carry, high half arbitrary.
+            let mut iv = [0x5au8; 16];
+            iv[8..].copy_from_slice(&(u64::MAX - back + 1).to_be_bytes());
+            ivs.push(iv);
+        }
+        let clear: Vec<u8> = (0..1200u32).map(|i| (i * 7 + i / 256) as u8).collect();
+        for (n, iv) in ivs.iter().enumerate() {
+            let key = [n as u8 ^ 0x3c; 16];
+            for len in (0..300).chain([1023, 1024, 1025, 1200]) {
+                let mut want = clear[..len].to_vec();
+                CtrStream::portable(&key, iv).apply(&mut want);
+                let mut got = clear[..len].to_vec();
+                CtrStream::new(&key, iv).apply(&mut got);
+                assert_eq!(got, want, "iv {iv:02x?} len {len}");
+                for split in [1usize, 5, 16, 31, 129] {
+                    let mut got = clear[..len].to_vec();
+                    let mut s = CtrStream::new(&key, iv);
+                    for piece in got.chunks_mut(split) {
+                        s.apply(piece);
+                    }
+                    assert_eq!(got, want, "iv {iv:02x?} len {len} pieces of {split}");
+                }
+            }
         }
     }
 

@@ -884,7 +884,7 @@ struct DropCounter(u64);
 impl DropCounter {
     fn hit(&mut self) -> Option<u64> {
         self.0 += 1;
-        (self.0 == 1 || self.0 % 500 == 0).then_some(self.0)
+        (self.0 == 1 || self.0.is_multiple_of(500)).then_some(self.0)
     }
 }
 

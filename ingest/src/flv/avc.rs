@@ -275,7 +275,7 @@ pub(crate) mod tests {
     impl BitWriter {
         pub(crate) fn put(&mut self, n: u32, v: u64) {
             for i in (0..n).rev() {
-                if self.nbits % 8 == 0 {
+                if self.nbits.is_multiple_of(8) {
                     self.bytes.push(0);
                 }
                 let bit = ((v >> i) & 1) as u8;
