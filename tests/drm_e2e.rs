@@ -179,6 +179,84 @@ fn aes128_hls_and_cenc_dash_decrypt_with_ffmpeg() {
     );
 }
 
+/// The AES-128 key id in an HLS media playlist.
+fn hls_kid(playlist: &str) -> Option<String> {
+    playlist
+        .split("URI=\"/drm/keys/")
+        .nth(1)
+        .and_then(|r| r.split(['"', '?']).next())
+        .map(str::to_string)
+}
+
+/// A stream published again after it ended starts a new instance whose
+/// segment numbers start again: it must get new keys, since under the same
+/// key the same segment numbers give the same 'cenc' IVs (and AES-128 IVs),
+/// and the XOR of two ciphertexts would be the XOR of their pictures. The
+/// old instance's keys leave the store; the new ones decrypt the new media.
+#[test]
+fn a_republished_stream_gets_new_keys() {
+    let ffmpeg = require_tool("ffmpeg");
+    let server = Server::start_with_config(
+        "[live]\nreconnect_grace_s = 0\n\n[drm]\nhls = \"aes-128\"\ndash = \"cenc\"\n",
+    );
+    let spec = PublishSpec::new(Some(VideoCodec::H264 { bframes: 0 }), false, 3.0);
+    let video = server.url("/live/again/v1/index.m3u8");
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for round in 0..2 {
+        let mut publisher =
+            Publisher::spawn(&ffmpeg, &server.rtmp_url("again"), &spec, &server.dir.path);
+        if publisher.wait_exit(200).is_none_or(|st| !st.success()) {
+            server.fail(format!(
+                "publisher {round} failed:\n{}",
+                publisher.log_text()
+            ));
+        }
+        // This round's ended playlist: one whose key is not an earlier round's.
+        let hls = server.poll("the new instance's ended playlist", 50, POLL, || {
+            let r = server.get(&video);
+            let text = r.text();
+            let kid = hls_kid(&text)?;
+            (r.status == 200
+                && text.contains("#EXT-X-ENDLIST")
+                && seen.iter().all(|(h, _)| *h != kid))
+            .then_some(kid)
+        });
+        let mpd = server
+            .get_ok(&server.url("/live/again/manifest.mpd"))
+            .text();
+        seen.push((hls, default_kid(&server, &mpd)));
+    }
+    let (old, new) = (&seen[0], &seen[1]);
+    assert_ne!(old.1, new.1, "the DASH key id was reused");
+    for gone in [&old.0, &old.1] {
+        assert_eq!(
+            server.get(&format!("/drm/keys/{gone}")).status,
+            404,
+            "the old instance's key {gone} is still served"
+        );
+    }
+    let new_key = key_hex(&server, &new.1);
+    let mut file = server
+        .get_ok(&server.url("/live/again/v1/init-0.cenc.mp4"))
+        .body;
+    file.extend_from_slice(
+        &server
+            .get_ok(&server.url("/live/again/v1/seg-0.cenc.m4s"))
+            .body,
+    );
+    let path = server.dir.path.join("again.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let frames = frame_count(
+        &hevc_ffmpeg(),
+        &["-decryption_key", &new_key, "-i", path.to_str().unwrap()],
+        &server,
+    );
+    assert!(
+        frames >= 10,
+        "the new key decoded {frames} frames of segment 0"
+    );
+}
+
 /// The admin session and a playback token for `stream` from the control
 /// plane API.
 fn playback_token(server: &Server, stream: &str, expiry_s: i64) -> String {

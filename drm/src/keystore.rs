@@ -7,17 +7,32 @@
 //! at [`KeyStore::open`], so a license request after a restart finds keys
 //! of streams not yet republished.
 //!
-//! A key is chosen by (stream, track kind or `None` for one key shared by
-//! all tracks, key period). Without rotation the period is always 0; with
-//! rotation every N segments it is `msn / N`. Keys are made lazily, the
-//! first time a period is asked for, and the newest [`MAX_PERIODS`] periods
-//! of each (stream, kind) are kept — far more than any DVR window.
+//! A key is chosen by (stream, timeline, track kind or `None` for one key
+//! shared by all tracks, key period), the first three given as a
+//! [`KeyScope`]. Without rotation the period is always 0; with rotation
+//! every N segments it is `msn / N`. Keys are made lazily, the first time a
+//! period is asked for.
+//!
+//! A timeline is one live instance of the stream: segment numbers start
+//! again with each, so keys must too, or 'cenc' would encrypt new media
+//! under an old (key, IV) pair and two ciphertexts would XOR to the XOR of
+//! their clear texts. Timelines are ordered (the origin numbers instances
+//! from the wall clock); the first key of a newer timeline drops the
+//! older one's keys, and a request from an older one is refused.
+//!
+//! Within a timeline, a key period that has left the window (the scope's
+//! oldest listed segment, less one period of grace for a player's late
+//! licence request) is dropped and never made again: asking for it is an
+//! error, not a new key, because the media it protected may still sit in a
+//! cache. Period 0 stays for the whole timeline (Smooth's one
+//! `ProtectionHeader` names its keys). So the store holds about a window's
+//! worth of periods however long the stream runs.
 //!
 //! Key bytes come from `rand::rng()` (ChaCha12 seeded from the OS). They are
 //! never logged: [`ContentKey`]'s `Debug` is redacted, and errors name files
 //! and reasons, not contents.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -28,10 +43,9 @@ use vela_media::MediaKind;
 
 use crate::{ContentKey, DrmError};
 
-/// Key periods kept per (stream, kind).
-pub const MAX_PERIODS: usize = 256;
-/// Largest key file read at open (a full file is ~40 KB).
-const MAX_FILE: u64 = 1 << 20;
+/// Largest key file read at open: a day's window rotating every segment
+/// of 0.5 s, two kinds, is ~50 MB; anything larger is not ours.
+const MAX_FILE: u64 = 64 << 20;
 
 #[derive(Serialize, Deserialize, Clone)]
 struct KeyRecord {
@@ -46,11 +60,53 @@ struct KeyRecord {
 #[derive(Serialize, Deserialize, Default)]
 struct KeyFile {
     stream: String,
+    /// Absent in files written before timelines: 0, older than any.
+    #[serde(default)]
+    timeline: u64,
+    #[serde(default)]
+    floor: u64,
     keys: Vec<KeyRecord>,
 }
 
+/// Which keys a request may use: those of `stream`'s `timeline`, where
+/// `oldest_msn` is the oldest segment the requester still lists (0 when it
+/// does not know: nothing is dropped then).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyScope<'a> {
+    pub stream: &'a str,
+    pub timeline: u64,
+    pub oldest_msn: u64,
+}
+
+/// A track kind as a map key: 0 for the key shared by all tracks.
+type Slot = u8;
+
+fn slot(kind: Option<MediaKind>) -> Slot {
+    match kind {
+        None => 0,
+        Some(MediaKind::Video) => 1,
+        Some(MediaKind::Audio) => 2,
+    }
+}
+
+fn slot_kind(slot: Slot) -> Option<MediaKind> {
+    match slot {
+        1 => Some(MediaKind::Video),
+        2 => Some(MediaKind::Audio),
+        _ => None,
+    }
+}
+
+/// One stream's keys: those of its newest timeline.
+struct StreamKeys {
+    timeline: u64,
+    /// Key periods below this (except 0) were dropped; never made again.
+    floor: u64,
+    keys: BTreeMap<(Slot, u64), ContentKey>,
+}
+
 struct State {
-    streams: HashMap<String, Vec<(Option<MediaKind>, ContentKey)>>,
+    streams: HashMap<String, StreamKeys>,
     /// Every key by id, with the stream it belongs to.
     by_kid: HashMap<[u8; 16], (std::sync::Arc<str>, ContentKey)>,
 }
@@ -145,7 +201,11 @@ impl KeyStore {
                 continue;
             }
             let file = load(&path)?;
-            let mut keys = Vec::with_capacity(file.keys.len());
+            let mut sk = StreamKeys {
+                timeline: file.timeline,
+                floor: file.floor,
+                keys: BTreeMap::new(),
+            };
             for r in &file.keys {
                 let bad = |what: &str| DrmError::KeyFile {
                     path: path.clone(),
@@ -161,9 +221,9 @@ impl KeyStore {
                 state
                     .by_kid
                     .insert(key.kid, (file.stream.as_str().into(), key.clone()));
-                keys.push((kind, key));
+                sk.keys.insert((slot(kind), key.period), key);
             }
-            state.streams.insert(file.stream, keys);
+            state.streams.insert(file.stream, sk);
         }
         Ok(KeyStore {
             dir,
@@ -187,23 +247,38 @@ impl KeyStore {
         self.rotation.map_or(0, |n| period.saturating_mul(n))
     }
 
-    /// The key for segment `msn` of `stream` (`kind` `None`: one key for all
-    /// tracks), made and persisted on first use.
+    /// The key for segment `msn` in `scope` (`kind` `None`: one key for
+    /// all tracks), made and persisted on first use. Refused
+    /// ([`DrmError::KeyRetired`]) for a timeline older than the stream's
+    /// newest, and for a key period already dropped from the window.
     pub fn key(
         &self,
-        stream: &str,
+        scope: KeyScope<'_>,
         kind: Option<MediaKind>,
         msn: u64,
     ) -> Result<ContentKey, DrmError> {
+        let stream = scope.stream;
         let period = self.period_of(msn);
+        let at = (slot(kind), period);
+        let retired = || DrmError::KeyRetired {
+            stream: stream.chars().take(120).collect(),
+            timeline: scope.timeline,
+            period,
+        };
         let name = file_name(stream)?;
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = st.streams.get(stream).and_then(|v| {
-            v.iter()
-                .find(|(k, c)| *k == kind && c.period == period)
-                .map(|(_, c)| c.clone())
-        }) {
-            return Ok(k);
+        let current = st.streams.get(stream);
+        match current {
+            Some(sk) if sk.timeline > scope.timeline => return Err(retired()),
+            Some(sk) if sk.timeline == scope.timeline => {
+                if let Some(k) = sk.keys.get(&at) {
+                    return Ok(k.clone());
+                }
+                if period != 0 && period < sk.floor {
+                    return Err(retired());
+                }
+            }
+            _ => {}
         }
         let mut rng = rand::rng();
         let mut key = ContentKey {
@@ -215,35 +290,49 @@ impl KeyStore {
         rng.fill_bytes(&mut key.kid);
         rng.fill_bytes(&mut key.key);
         rng.fill_bytes(&mut key.iv);
-        let mut keys = st.streams.get(stream).cloned().unwrap_or_default();
-        keys.push((kind, key.clone()));
-        // Keep the newest MAX_PERIODS periods of this kind.
-        let mut same: Vec<u64> = keys
-            .iter()
-            .filter(|(k, _)| *k == kind)
-            .map(|(_, c)| c.period)
-            .collect();
-        let mut dropped = Vec::new();
-        if same.len() > MAX_PERIODS {
-            same.sort_unstable();
-            let cut = same[same.len() - MAX_PERIODS];
-            keys.retain(|(k, c)| {
-                let keep = *k != kind || c.period >= cut;
-                if !keep {
-                    dropped.push(c.kid);
-                }
-                keep
-            });
-        }
+
+        // The stream's keys after this one is added: a newer timeline starts
+        // empty; periods that left the window go.
+        let (mut next, mut dropped) = match st.streams.get(stream) {
+            Some(sk) if sk.timeline == scope.timeline => (
+                StreamKeys {
+                    timeline: sk.timeline,
+                    floor: sk.floor,
+                    keys: sk.keys.clone(),
+                },
+                Vec::new(),
+            ),
+            old => (
+                StreamKeys {
+                    timeline: scope.timeline,
+                    floor: 0,
+                    keys: BTreeMap::new(),
+                },
+                old.map(|sk| sk.keys.values().map(|k| k.kid).collect())
+                    .unwrap_or_default(),
+            ),
+        };
+        next.floor = next
+            .floor
+            .max(self.period_of(scope.oldest_msn).saturating_sub(1));
+        let floor = next.floor;
+        next.keys.retain(|&(_, p), k| {
+            let keep = p == 0 || p >= floor;
+            if !keep {
+                dropped.push(k.kid);
+            }
+            keep
+        });
+        next.keys.insert(at, key.clone());
         // Persist before handing the key out: a key that was used must
         // survive a restart.
-        self.save(&name, stream, &keys)?;
+        self.save(&name, stream, &next)?;
         for kid in dropped {
             st.by_kid.remove(&kid);
         }
         st.by_kid.insert(key.kid, (stream.into(), key.clone()));
-        st.streams.insert(stream.to_string(), keys);
-        tracing::info!(stream, kind = kind_str(kind), period, kid = %crate::pssh::uuid_string(&key.kid), "new content key");
+        st.streams.insert(stream.to_string(), next);
+        tracing::info!(stream, timeline = scope.timeline, kind = kind_str(kind), period, kid = %crate::pssh::uuid_string(&key.kid), "new content key");
         Ok(key)
     }
 
@@ -259,18 +348,16 @@ impl KeyStore {
         st.by_kid.get(kid).cloned()
     }
 
-    fn save(
-        &self,
-        name: &str,
-        stream: &str,
-        keys: &[(Option<MediaKind>, ContentKey)],
-    ) -> Result<(), DrmError> {
+    fn save(&self, name: &str, stream: &str, keys: &StreamKeys) -> Result<(), DrmError> {
         let file = KeyFile {
             stream: stream.to_string(),
+            timeline: keys.timeline,
+            floor: keys.floor,
             keys: keys
+                .keys
                 .iter()
-                .map(|(k, c)| KeyRecord {
-                    kind: kind_str(*k).to_string(),
+                .map(|(&(slot, _), c)| KeyRecord {
+                    kind: kind_str(slot_kind(slot)).to_string(),
                     period: c.period,
                     kid: hex(&c.kid),
                     key: hex(&c.key),
@@ -278,7 +365,9 @@ impl KeyStore {
                 })
                 .collect(),
         };
-        let json = serde_json::to_vec_pretty(&file).map_err(|e| DrmError::KeyFile {
+        // Compact: with rotation a file holds a window's worth of keys and is
+        // rewritten at each new period.
+        let json = serde_json::to_vec(&file).map_err(|e| DrmError::KeyFile {
             path: self.dir.join(name),
             reason: e.to_string(),
         })?;
@@ -323,25 +412,33 @@ fn load(path: &Path) -> Result<KeyFile, DrmError> {
 mod tests {
     use super::*;
 
+    fn at(stream: &str, timeline: u64) -> KeyScope<'_> {
+        KeyScope {
+            stream,
+            timeline,
+            oldest_msn: 0,
+        }
+    }
+
     #[test]
     fn keys_persist_across_reopen_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
         let (a, v) = {
             let s = KeyStore::open(&keys, None).unwrap();
-            let a = s.key("cam1", None, 0).unwrap();
+            let a = s.key(at("cam1", 7), None, 0).unwrap();
             assert_eq!(
-                s.key("cam1", None, 999).unwrap(),
+                s.key(at("cam1", 7), None, 999).unwrap(),
                 a,
                 "no rotation: one period"
             );
-            let v = s.key("cam1", Some(MediaKind::Video), 0).unwrap();
+            let v = s.key(at("cam1", 7), Some(MediaKind::Video), 0).unwrap();
             assert_ne!(a.kid, v.kid);
             assert_ne!(a.key, v.key);
             (a, v)
         };
         let s = KeyStore::open(&keys, None).unwrap();
-        assert_eq!(s.key("cam1", None, 5).unwrap(), a);
+        assert_eq!(s.key(at("cam1", 7), None, 5).unwrap(), a);
         assert_eq!(s.find_by_kid(&v.kid).unwrap(), v);
         // After a restart a key still names its stream.
         assert_eq!(&*s.find_with_stream(&v.kid).unwrap().0, "cam1");
@@ -363,28 +460,115 @@ mod tests {
     fn rotation_every_n_segments() {
         let dir = tempfile::tempdir().unwrap();
         let s = KeyStore::open(dir.path(), Some(10)).unwrap();
-        let k0 = s.key("s", None, 9).unwrap();
-        let k1 = s.key("s", None, 10).unwrap();
+        let k0 = s.key(at("s", 1), None, 9).unwrap();
+        let k1 = s.key(at("s", 1), None, 10).unwrap();
         assert_eq!(k0.period, 0);
         assert_eq!(k1.period, 1);
         assert_ne!(k0.kid, k1.kid);
-        assert_eq!(s.key("s", None, 0).unwrap(), k0);
+        assert_eq!(s.key(at("s", 1), None, 0).unwrap(), k0);
         assert_eq!(s.find_by_kid(&k0.kid).unwrap(), k0);
+    }
+
+    /// A republished stream numbers its segments from 0 again: it must get
+    /// new keys, or 'cenc' would reuse (key, IV) pairs. The old instance's
+    /// keys go; a late request from it is refused rather than answered with
+    /// the new keys.
+    #[test]
+    fn a_newer_timeline_gets_new_keys_and_retires_the_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = KeyStore::open(dir.path(), None).unwrap();
+        let old = s.key(at("s", 100), Some(MediaKind::Video), 1).unwrap();
+        let new = s.key(at("s", 200), Some(MediaKind::Video), 1).unwrap();
+        assert_ne!(old.kid, new.kid);
+        assert_ne!(old.key, new.key);
+        assert!(s.find_by_kid(&old.kid).is_none());
+        assert!(matches!(
+            s.key(at("s", 100), Some(MediaKind::Video), 1),
+            Err(DrmError::KeyRetired { timeline: 100, .. })
+        ));
+        // Other streams are not touched, and the timeline survives a restart.
+        let other = s.key(at("t", 100), None, 0).unwrap();
+        let again = KeyStore::open(dir.path(), None).unwrap();
+        assert_eq!(
+            again.key(at("s", 200), Some(MediaKind::Video), 9).unwrap(),
+            new
+        );
+        assert_eq!(again.key(at("t", 100), None, 0).unwrap(), other);
+        assert!(again.key(at("s", 100), Some(MediaKind::Video), 1).is_err());
+    }
+
+    /// With rotation, the store keeps the periods the window lists (and one
+    /// before, and period 0) however long the stream runs, and never makes
+    /// a dropped period's key again.
+    #[test]
+    fn rotation_keeps_a_window_of_periods_and_never_remakes_a_dropped_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = KeyStore::open(dir.path(), Some(2)).unwrap();
+        let window = 20u64; // segments listed
+        let first = s.key(at("s", 1), None, 0).unwrap();
+        let mut early = None;
+        for msn in 0..5000u64 {
+            let scope = KeyScope {
+                stream: "s",
+                timeline: 1,
+                oldest_msn: msn.saturating_sub(window),
+            };
+            let k = s.key(scope, None, msn).unwrap();
+            if msn == 40 {
+                early = Some(k);
+            }
+        }
+        let early = early.unwrap();
+        assert!(
+            s.find_by_kid(&early.kid).is_none(),
+            "period 20 left the window"
+        );
+        assert!(matches!(
+            s.key(at("s", 1), None, 40),
+            Err(DrmError::KeyRetired { period: 20, .. })
+        ));
+        assert_eq!(s.key(at("s", 1), None, 1).unwrap(), first, "period 0 stays");
+        // The window's 10 periods, the one before and period 0.
+        let file: KeyFile =
+            serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
+        assert!(file.keys.len() <= 13, "{} keys kept", file.keys.len());
+        assert_eq!(file.floor, (4999 - window) / 2 - 1);
+        // A stale scope (an older snapshot's window) never lowers the floor.
+        let stale = KeyScope {
+            stream: "s",
+            timeline: 1,
+            oldest_msn: 10,
+        };
+        assert!(s.key(stale, None, 100).is_err());
+    }
+
+    #[test]
+    fn files_from_before_timelines_load_as_timeline_0() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("old.json"),
+            br#"{"stream":"old","keys":[{"kind":"all","period":0,"kid":"0102030405060708090a0b0c0d0e0f10","key":"00000000000000000000000000000000","iv":"ffffffffffffffffffffffffffffffff"}]}"#,
+        )
+        .unwrap();
+        let s = KeyStore::open(dir.path(), None).unwrap();
+        let k = s.key(at("old", 0), None, 3).unwrap();
+        assert_eq!(k.kid[0], 1);
+        assert!(s.find_by_kid(&k.kid).is_some());
     }
 
     #[test]
     fn odd_stream_names_stay_inside_the_directory() {
         let dir = tempfile::tempdir().unwrap();
         let s = KeyStore::open(dir.path(), None).unwrap();
-        let k = s.key("../etc/passwd", None, 0).unwrap();
+        let k = s.key(at("../etc/passwd", 1), None, 0).unwrap();
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names, vec![format!("~{}.json", hex(b"../etc/passwd"))]);
-        assert!(s.key("", None, 0).is_err());
+        assert!(s.key(at("", 1), None, 0).is_err());
         let again = KeyStore::open(dir.path(), None).unwrap();
-        assert_eq!(again.key("../etc/passwd", None, 0).unwrap(), k);
+        assert_eq!(again.key(at("../etc/passwd", 1), None, 0).unwrap(), k);
     }
 
     #[test]

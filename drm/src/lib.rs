@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! # fn demo(init: &[u8], frag: &[u8], seg: &[u8], cfg: &vela_media::CodecConfig) -> Result<(), vela_drm::DrmError> {
-//! use vela_drm::{cenc, clearkey, hls, pssh, KeyStore, Scheme, SystemId};
+//! use vela_drm::{cenc, clearkey, hls, pssh, KeyScope, KeyStore, Scheme, SystemId};
 //! use vela_media::MediaKind;
 //!
 //! // Once, at start-up: keys live in DATA/keys/, one JSON file per stream.
@@ -25,11 +25,13 @@
 //!
 //! // HLS AES-128: EXT-X-KEY:METHOD=AES-128,URI="<key route>" with no IV
 //! // attribute; the origin serves `key.key` (16 raw bytes) at the key route.
-//! let key = keys.key("stream1", None, 42)?;
+//! // One live instance of "stream1" (its timeline); segments from 30 on are listed.
+//! let scope = KeyScope { stream: "stream1", timeline: 1_764_000_000_000, oldest_msn: 30 };
+//! let key = keys.key(scope, None, 42)?;
 //! let enc_segment = hls::encrypt_segment(&key, 42, seg); // also for each part of segment 42
 //!
 //! // DASH / MSS common encryption: one key per track kind is the usual choice.
-//! let vkey = keys.key("stream1", Some(MediaKind::Video), 42)?;
+//! let vkey = keys.key(scope, Some(MediaKind::Video), 42)?;
 //! let systems = [SystemId::ClearKey, SystemId::Widevine, SystemId::PlayReady];
 //! let enc_init = cenc::protect_init(init, Scheme::Cenc, &vkey, &systems)?;
 //! // `iv_seed` must differ for every fragment under one key: see cenc::protect_fragment.
@@ -66,7 +68,7 @@ pub mod hls;
 pub mod keystore;
 pub mod pssh;
 
-pub use keystore::KeyStore;
+pub use keystore::{KeyScope, KeyStore};
 pub use pssh::SystemId;
 
 /// Which ISO/IEC 23001-7 protection scheme a CMAF track uses.
@@ -149,6 +151,12 @@ pub enum DrmError {
     KeyFile {
         path: std::path::PathBuf,
         reason: String,
+    },
+    #[error("no key for stream {stream:?} timeline {timeline} key period {period}: a newer timeline or the window replaced it")]
+    KeyRetired {
+        stream: String,
+        timeline: u64,
+        period: u64,
     },
     #[error("stream name {0:?} is not usable as a key store name")]
     BadStreamName(String),

@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
+use vela_drm::KeyScope;
 use vela_media::MediaKind;
 use vela_packager::{dash, hls, smooth, time_fmt, LivePackager};
 
@@ -390,8 +391,14 @@ async fn manifest_mpd(
                 let next = r.next_part().0;
                 (r.segments.front().map_or(next, |f| f.msn), next)
             });
+            let window = window.unwrap_or((0, 0));
+            let scope = KeyScope {
+                stream: &name,
+                timeline: s.instance,
+                oldest_msn: window.0,
+            };
             Some(
-                prot.dash_protection(&name, mode, &license, window.unwrap_or((0, 0)))
+                prot.dash_protection(scope, mode, &license, window)
                     .ok_or(OriginError::Internal)?,
             )
         }
@@ -433,8 +440,12 @@ async fn smooth_manifest(
     }
     let header = match (&state.protection, policy.mss_protected) {
         (Some(prot), true) => Some(
-            prot.smooth_protection_header(&name)
-                .ok_or(OriginError::Internal)?,
+            prot.smooth_protection_header(KeyScope {
+                stream: &name,
+                timeline: s.instance,
+                oldest_msn: 0,
+            })
+            .ok_or(OriginError::Internal)?,
         ),
         _ => None,
     };
@@ -707,13 +718,16 @@ async fn serve_media_playlist(
     let policy = policy_of(&state, &name);
     let body = match (&state.protection, policy.hls_tag()) {
         (Some(prot), Some(tag)) => {
-            let kind = p
-                .rendition(&rid)
-                .map(|r| r.track.kind())
-                .ok_or(OriginError::NotFound)?;
+            let r = p.rendition(&rid).ok_or(OriginError::NotFound)?;
+            let kind = r.track.kind();
+            let scope = KeyScope {
+                stream: &name,
+                timeline: s.instance,
+                oldest_msn: r.segments.front().map_or(r.next_part().0, |f| f.msn),
+            };
             let key_query = token_query(token);
             let key_attributes = |msn: u64| {
-                prot.hls_key_attributes(&name, policy.hls, kind, msn, &key_query)
+                prot.hls_key_attributes(scope, policy.hls, kind, msn, &key_query)
                     .unwrap_or_default()
             };
             let init_key_period = |msn: u64| prot.key_period(msn);

@@ -19,7 +19,10 @@ pub type StreamSettings = Arc<dyn Fn(&str) -> PackagerConfig + Send + Sync>;
 /// One live stream: its packager and the channel that announces changes.
 pub struct LiveStream {
     pub name: String,
-    /// Distinguishes successive streams of the same name (in ETags).
+    /// Distinguishes successive streams of the same name, across restarts
+    /// too: the wall clock in milliseconds at its start, kept increasing.
+    /// ETags carry it, and it is the key store's timeline, so a republished
+    /// stream (whose segment numbers start again) never reuses a key.
     pub instance: u64,
     packager: RwLock<LivePackager>,
     version: watch::Sender<u64>,
@@ -95,7 +98,7 @@ pub(crate) fn now_ms() -> i64 {
 
 struct Inner {
     streams: HashMap<String, Arc<LiveStream>>,
-    next_instance: u64,
+    last_instance: u64,
 }
 
 /// The live streams the origin can serve, by name.
@@ -111,7 +114,7 @@ impl LiveRegistry {
         let registry = LiveRegistry {
             inner: Arc::new(Mutex::new(Inner {
                 streams: HashMap::new(),
-                next_instance: 1,
+                last_instance: 0,
             })),
             settings,
         };
@@ -138,8 +141,8 @@ impl LiveRegistry {
         let config = (self.settings)(&start.name);
         let stream = {
             let mut inner = self.lock();
-            let instance = inner.next_instance;
-            inner.next_instance += 1;
+            let instance = (now_ms().max(0) as u64).max(inner.last_instance + 1);
+            inner.last_instance = instance;
             let stream = Arc::new(LiveStream::new(start.name.clone(), instance, config));
             // A new publish of a name replaces its ended predecessor.
             inner.streams.insert(start.name.clone(), stream.clone());

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use vela_drm::{cenc, hls as drm_hls, pssh, ContentKey, KeyStore, Scheme, SystemId};
+use vela_drm::{cenc, hls as drm_hls, pssh, ContentKey, KeyScope, KeyStore, Scheme, SystemId};
 use vela_media::{CodecConfig, MediaKind};
 use vela_packager::dash::DashProtection;
 use vela_packager::LivePackager;
@@ -209,17 +209,18 @@ impl Protection {
         (self.policy)(stream)
     }
 
-    /// The key of a variant's media: AES-128 follows the rotation; the
-    /// common-encryption schemes keep one key per track kind.
+    /// The key of a variant's media: AES-128 has one key for all tracks;
+    /// the common-encryption schemes one per track kind. All follow the
+    /// rotation, and each live instance (`scope.timeline`) has its own.
     pub fn key_for(
         &self,
-        stream: &str,
+        scope: KeyScope<'_>,
         tag: &str,
         kind: MediaKind,
         msn: u64,
     ) -> Result<ContentKey, ProtectError> {
         let kind = (tag != "aes").then_some(kind);
-        self.keys.key(stream, kind, msn).map_err(ProtectError::Keys)
+        self.keys.key(scope, kind, msn).map_err(ProtectError::Keys)
     }
 
     /// Segments per key period, when keys rotate.
@@ -235,7 +236,7 @@ impl Protection {
     /// The `EXT-X-KEY` attributes of a stream's HLS playlists at `msn`.
     pub fn hls_key_attributes(
         &self,
-        stream: &str,
+        scope: KeyScope<'_>,
         mode: HlsMode,
         kind: MediaKind,
         msn: u64,
@@ -244,14 +245,14 @@ impl Protection {
         match mode {
             HlsMode::None => None,
             HlsMode::Aes128 => {
-                let key = self.key_for(stream, "aes", kind, msn).ok()?;
+                let key = self.key_for(scope, "aes", kind, msn).ok()?;
                 Some(format!(
                     "METHOD=AES-128,URI=\"/drm/keys/{}{key_query}\"",
                     hex(&key.kid)
                 ))
             }
             HlsMode::SampleAes => {
-                let key = self.key_for(stream, "cbcs", kind, msn).ok()?;
+                let key = self.key_for(scope, "cbcs", kind, msn).ok()?;
                 Some(format!(
                     "METHOD=SAMPLE-AES,URI=\"/drm/keys/{}{key_query}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\",IV=0x{}",
                     hex(&key.kid),
@@ -266,7 +267,7 @@ impl Protection {
     /// rotation, a Period's elements for each key period they span).
     pub fn dash_protection(
         &self,
-        stream: &str,
+        scope: KeyScope<'_>,
         mode: DashMode,
         license_url: &str,
         window: (u64, u64),
@@ -278,7 +279,7 @@ impl Protection {
         };
         let scheme = scheme_of(tag)?;
         let block = |kind: MediaKind, msn: u64| -> Option<String> {
-            let key = self.key_for(stream, tag, kind, msn).ok()?;
+            let key = self.key_for(scope, tag, kind, msn).ok()?;
             let kids = [key.kid];
             let url = vela_packager::dash::xml_escape(license_url);
             Some(format!(
@@ -338,10 +339,10 @@ impl Protection {
     /// do not rotate: they are those of key period 0.
     pub fn smooth_protection_header(
         &self,
-        stream: &str,
+        scope: KeyScope<'_>,
     ) -> Option<vela_packager::smooth::ProtectionHeader> {
         let kids = [MediaKind::Video, MediaKind::Audio]
-            .map(|kind| self.key_for(stream, "cenc", kind, 0).ok().map(|k| k.kid));
+            .map(|kind| self.key_for(scope, "cenc", kind, 0).ok().map(|k| k.kid));
         let kids: Vec<[u8; 16]> = kids.into_iter().collect::<Option<_>>()?;
         let (system_id, value) = pssh::smooth_protection_header(&kids, None);
         Some(vela_packager::smooth::ProtectionHeader { system_id, value })
@@ -368,7 +369,12 @@ impl Protection {
         if let Some(b) = self.cached(&key) {
             return Ok(b);
         }
-        let k = self.key_for(stream, "cenc", kind, 0)?;
+        let scope = KeyScope {
+            stream,
+            timeline: instance,
+            oldest_msn: r.segments.front().map_or(msn, |s| s.msn),
+        };
+        let k = self.key_for(scope, "cenc", kind, 0)?;
         // IVs apart from the DASH variant's under the same key: track ids
         // below 0x80 there, with 0x80 set here.
         let seed = cenc::iv_seed(r.track.id | 0x80, msn, 0);
@@ -413,6 +419,11 @@ impl Protection {
         if let Some(b) = self.cached(&key) {
             return Ok(Some(b));
         }
+        let scope = KeyScope {
+            stream,
+            timeline: instance,
+            oldest_msn: r.segments.front().map_or(r.next_part().0, |s| s.msn),
+        };
         let kind = r.track.kind();
         let config: &CodecConfig = &r.track.config;
         let out = match (tag, file) {
@@ -423,14 +434,14 @@ impl Protection {
             ("aes", FileId::Segment(msn)) => match r.segments.iter().find(|s| s.msn == msn) {
                 Some(seg) => {
                     let clear: Vec<u8> = seg.chunks().flat_map(|c| c.iter().copied()).collect();
-                    let k = self.key_for(stream, tag, kind, msn)?;
+                    let k = self.key_for(scope, tag, kind, msn)?;
                     Some(drm_hls::encrypt_segment(&k, msn, &clear))
                 }
                 None => None,
             },
             ("aes", FileId::Part(msn, i)) => match r.segment(msn).and_then(|s| s.parts.get(i)) {
                 Some(part) => {
-                    let k = self.key_for(stream, tag, kind, msn)?;
+                    let k = self.key_for(scope, tag, kind, msn)?;
                     Some(drm_hls::encrypt_segment(&k, msn, &part.data))
                 }
                 None => None,
@@ -440,7 +451,7 @@ impl Protection {
                 // persisted on first use, so a made-up period must not
                 // make one.
                 (Some(init), Some(scheme)) if self.period_in_window(r, period) => {
-                    let k = self.key_for(stream, tag, kind, self.keys.first_msn(period))?;
+                    let k = self.key_for(scope, tag, kind, self.keys.first_msn(period))?;
                     Some(
                         cenc::protect_init(init, scheme, &k, &SystemId::ALL)
                             .map_err(ProtectError::Encrypt)?,
@@ -451,7 +462,7 @@ impl Protection {
             (_, FileId::Part(msn, i)) => {
                 match (r.segment(msn).and_then(|s| s.parts.get(i)), scheme_of(tag)) {
                     (Some(part), Some(scheme)) => {
-                        let k = self.key_for(stream, tag, kind, msn)?;
+                        let k = self.key_for(scope, tag, kind, msn)?;
                         let seed = cenc::iv_seed(r.track.id, msn, i as u32);
                         Some(
                             cenc::protect_fragment(&part.data, scheme, &k, config, seed)
