@@ -21,8 +21,9 @@
 //! older one's keys, and a request from an older one is refused.
 //!
 //! Within a timeline, a key period that has left the window (the scope's
-//! oldest listed segment, less one period of grace for a player's late
-//! licence request) is dropped and never made again: asking for it is an
+//! oldest listed segment, less two periods of grace: renditions' windows
+//! differ by a segment, concurrent requests see snapshots a segment apart,
+//! and a player's licence request comes late) is dropped and never made again: asking for it is an
 //! error, not a new key, because the media it protected may still sit in a
 //! cache. Period 0 stays for the whole timeline (Smooth's one
 //! `ProtectionHeader` names its keys). So the store holds about a window's
@@ -314,7 +315,7 @@ impl KeyStore {
         };
         next.floor = next
             .floor
-            .max(self.period_of(scope.oldest_msn).saturating_sub(1));
+            .max(self.period_of(scope.oldest_msn).saturating_sub(2));
         let floor = next.floor;
         next.keys.retain(|&(_, p), k| {
             let keep = p == 0 || p >= floor;
@@ -497,7 +498,7 @@ mod tests {
         assert!(again.key(at("s", 100), Some(MediaKind::Video), 1).is_err());
     }
 
-    /// With rotation, the store keeps the periods the window lists (and one
+    /// With rotation, the store keeps the periods the window lists (and two
     /// before, and period 0) however long the stream runs, and never makes
     /// a dropped period's key again.
     #[test]
@@ -528,11 +529,11 @@ mod tests {
             Err(DrmError::KeyRetired { period: 20, .. })
         ));
         assert_eq!(s.key(at("s", 1), None, 1).unwrap(), first, "period 0 stays");
-        // The window's 10 periods, the one before and period 0.
+        // The window's 10 periods, the two before and period 0.
         let file: KeyFile =
             serde_json::from_slice(&std::fs::read(dir.path().join("s.json")).unwrap()).unwrap();
-        assert!(file.keys.len() <= 13, "{} keys kept", file.keys.len());
-        assert_eq!(file.floor, (4999 - window) / 2 - 1);
+        assert!(file.keys.len() <= 14, "{} keys kept", file.keys.len());
+        assert_eq!(file.floor, (4999 - window) / 2 - 2);
         // A stale scope (an older snapshot's window) never lowers the floor.
         let stale = KeyScope {
             stream: "s",

@@ -37,7 +37,7 @@ use vela_packager::{dash, hls, smooth, time_fmt, LivePackager};
 use crate::access::{self, Denied, SharedGate};
 use crate::live::{now_ms, LiveRegistry, LiveStream};
 use crate::metrics;
-use crate::protect::{DashMode, DrmPolicy, FileId, Protection};
+use crate::protect::{DashMode, DrmPolicy, FileId, ProtectError, Protection};
 
 const PLAYLIST_CACHE: &str = "public, max-age=0, s-maxage=1";
 const ENDED_PLAYLIST_CACHE: &str = "public, max-age=60";
@@ -490,10 +490,7 @@ fn smooth_fragment(
             let p = s.read();
             let (r, msn) = smooth::fragment_source(&p, kind, t).ok_or(OriginError::NotFound)?;
             prot.smooth_fragment(&s.name, s.instance, r, msn, &data)
-                .map_err(|e| {
-                    tracing::error!(stream = s.name, error = %e, "cannot encrypt a Smooth fragment");
-                    OriginError::Internal
-                })?
+                .map_err(|e| encrypt_failed(&s.name, &r.id, &e))?
         }
         None => data,
     };
@@ -812,10 +809,20 @@ impl Variant {
         let p = s.read();
         self.protection
             .variant(&s.name, s.instance, &p, rid, self.tag, file)
-            .map_err(|e| {
-                tracing::error!(stream = s.name, rendition = rid, error = %e, "cannot encrypt");
-                OriginError::Internal
-            })
+            .map_err(|e| encrypt_failed(&s.name, rid, &e))
+    }
+}
+
+/// A request for media whose key was retired (a replaced instance, a key
+/// period gone from the window) is a 404 like any media out of the window;
+/// any other encryption failure is ours.
+fn encrypt_failed(stream: &str, rendition: &str, e: &ProtectError) -> OriginError {
+    if e.is_retired() {
+        tracing::info!(stream, rendition, error = %e, "media of a retired key");
+        OriginError::NotFound
+    } else {
+        tracing::error!(stream, rendition, error = %e, "cannot encrypt");
+        OriginError::Internal
     }
 }
 

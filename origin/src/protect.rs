@@ -147,6 +147,17 @@ pub enum ProtectError {
     Encrypt(vela_drm::DrmError),
 }
 
+impl ProtectError {
+    /// The key belongs to a replaced instance or a period that left the
+    /// window: the media is gone, not broken.
+    pub fn is_retired(&self) -> bool {
+        matches!(
+            self,
+            ProtectError::Keys(vela_drm::DrmError::KeyRetired { .. })
+        )
+    }
+}
+
 /// Keys, policy and the cache of encrypted variants.
 pub struct Protection {
     pub keys: KeyStore,
