@@ -83,17 +83,21 @@ pub fn ctr_stream(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    /// The fuzz target's entry point over a few thousand seeded random
-    /// inputs, some shaped like box sequences (plausible size fields).
-    #[test]
-    fn seeded_inputs_never_panic() {
-        let mut s: u64 = 0x243f_6a88_85a3_08d3;
-        let mut next = move || {
+    /// A xorshift64 generator: seeded, repeatable inputs for the targets.
+    fn xorshift(mut s: u64) -> impl FnMut() -> u64 {
+        move || {
             s ^= s << 13;
             s ^= s >> 7;
             s ^= s << 17;
             s
-        };
+        }
+    }
+
+    /// The fuzz target's entry point over a few thousand seeded random
+    /// inputs, some shaped like box sequences (plausible size fields).
+    #[test]
+    fn seeded_inputs_never_panic() {
+        let mut next = xorshift(0x243f_6a88_85a3_08d3);
         for round in 0..5000 {
             let n = (next() % 400) as usize;
             let mut v: Vec<u8> = (0..n).map(|_| next() as u8).collect();
@@ -111,13 +115,7 @@ mod tests {
     /// blocks before the 64-bit carry.
     #[test]
     fn seeded_ctr_streams_agree() {
-        let mut s: u64 = 0x1319_8a2e_0370_7344;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
+        let mut next = xorshift(0x1319_8a2e_0370_7344);
         for round in 0..2000 {
             let n = 33 + (next() % 700) as usize;
             let mut v: Vec<u8> = (0..n).map(|_| next() as u8).collect();
