@@ -317,6 +317,10 @@ impl KeyStore {
             .floor
             .max(self.period_of(scope.oldest_msn).saturating_sub(2));
         let floor = next.floor;
+        if period != 0 && period < floor {
+            // Older than the requester's own window: nothing may use it.
+            return Err(retired());
+        }
         next.keys.retain(|&(_, p), k| {
             let keep = p == 0 || p >= floor;
             if !keep {
@@ -541,6 +545,14 @@ mod tests {
             oldest_msn: 10,
         };
         assert!(s.key(stale, None, 100).is_err());
+        // Nor is a key made for a period older than the requester's own window.
+        let late = KeyScope {
+            stream: "u",
+            timeline: 1,
+            oldest_msn: 100,
+        };
+        assert!(s.key(late, None, 10).is_err());
+        assert!(s.key(late, None, 100).is_ok());
     }
 
     #[test]
