@@ -34,8 +34,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  ROOT, Vela, chromiumVersion, get, launchChromium, makeWorkDir, poll, publish,
-  sleep, startStaticServer, stopGroup, velaBinary, waitForStream,
+  ROOT, Vela, chromiumVersion, fmt, get, latencySummary, launchChromium, makeWatch, makeWorkDir,
+  poll, publish, reportResults, sleep, startStaticServer, stopGroup, velaBinary, waitForStream,
 } from './lib.mjs';
 
 const MIN_MEDIA_S = Number(process.env.VELA_DRM_MEDIA_S || 10);
@@ -47,28 +47,6 @@ const CLEARKEY = 'org.w3.clearkey';
 
 const results = [];
 const g = { workDirs: [] }; // static server, browser, EME support
-
-function median(xs) {
-  const v = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
-  if (!v.length) return null;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
-const fmt = (x) => (x == null ? '   –  ' : `${x.toFixed(2)} s`);
-
-function latencySummary(s) {
-  const settled = s.latency.filter((x) => x.t >= 5);
-  const use = settled.length >= 4 ? settled : s.latency;
-  const rep = use.map((x) => x.reported).filter((x) => x != null);
-  const der = use.map((x) => x.derived).filter((x) => x != null);
-  return {
-    reported_median: median(rep),
-    reported_min: rep.length ? Math.min(...rep) : null,
-    reported_max: rep.length ? Math.max(...rep) : null,
-    derived_median: median(der),
-  };
-}
 
 // ---------------------------------------------------------------------------
 // A vela with a [drm] configuration and one publisher
@@ -207,22 +185,7 @@ async function diagnostics(c, s) {
   return parts.join('\n');
 }
 
-async function watch(c, what, tries, done) {
-  let s;
-  for (let i = 0; i < tries; i++) {
-    s = await c.snap();
-    if (s.fatal.length) {
-      assert.fail(`${c.spec}: fatal player error while waiting for ${what}: ${s.fatal.join(' | ')}\n${await diagnostics(c, s)}`);
-    }
-    const worst = Math.max(s.maxStall, s.ongoingStall || 0, s.maxFreeze);
-    if (worst > STALL_LIMIT_S) {
-      assert.fail(`${c.spec}: stall of ${worst.toFixed(3)} s (limit ${STALL_LIMIT_S} s) while waiting for ${what}; stalls ${JSON.stringify(s.stalls)} freezes ${JSON.stringify(s.freezes)}\n${await diagnostics(c, s)}`);
-    }
-    if (done(s)) return s;
-    await sleep(POLL_MS);
-  }
-  assert.fail(`${c.spec}: gave up waiting for ${what} after ${tries} polls ${POLL_MS} ms apart\n${await diagnostics(c, s)}`);
-}
+const watch = makeWatch({ diagnostics, stallLimitS: STALL_LIMIT_S, pollMs: POLL_MS });
 
 function record(name, c, s, extra = {}) {
   const lat = latencySummary(s);
@@ -317,6 +280,19 @@ function assertClearKeyLicence(c, s) {
     `${c.spec}: no ClearKey licence POST answered 200 (requests: ${JSON.stringify(c.requests.filter((r) => r.path.startsWith('/drm/')))})`);
 }
 
+/**
+ * A DASH player with Chromium's ClearKey CDM on a rotating `scheme` stream:
+ * encrypted media, licences POSTed to the endpoint, one per key period.
+ */
+async function clearKeyDashCase(name, srv, spec, scheme) {
+  assert.ok(g.eme[scheme].ok, `Chromium's ClearKey CDM refuses ${scheme}: ${g.eme[scheme].error}`);
+  await drmCase(name, srv, spec, async (c, s) => {
+    assertEncryptedMedia(c, scheme);
+    assertClearKeyLicence(c, s);
+    await assertRotatingLicences(c);
+  });
+}
+
 // ---------------------------------------------------------------------------
 
 before(async () => {
@@ -352,21 +328,12 @@ before(async () => {
 after(async () => {
   if (g.browser) await g.browser.close().catch(() => {});
   if (g.static) g.static.close();
-  if (results.length) {
-    console.log('Encrypted playback (latency: median after the first 5 s; reported by the player / derived from the manifest clock)');
-    console.log('case                                   reported   derived    stalls  errors(fatal/other)');
-    for (const r of results) {
-      console.log(`${r.case.padEnd(38)} ${fmt(r.reported_median)}  ${fmt(r.derived_median)}  ${String(r.stalls).padStart(4)}    ${r.fatal_errors}/${r.nonfatal_errors}`);
-    }
-    const out = process.env.VELA_DRM_RESULTS || path.join(ROOT, 'target', 'player-tests', 'drm-results.json');
-    try {
-      fs.mkdirSync(path.dirname(out), { recursive: true });
-      fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), eme: g.eme, results }, null, 1));
-      console.log(`results written to ${out}`);
-    } catch (e) {
-      console.log(`cannot write ${out}: ${e.message}`);
-    }
-  }
+  reportResults(
+    'Encrypted playback (latency: median after the first 5 s; reported by the player / derived from the manifest clock)',
+    results,
+    process.env.VELA_DRM_RESULTS || path.join(ROOT, 'target', 'player-tests', 'drm-results.json'),
+    { eme: g.eme },
+  );
   if (!process.env.VELA_KEEP_TMP) for (const d of g.workDirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -394,21 +361,11 @@ describe('AES-128 HLS and CENC DASH (hls = "aes-128", dash = "cenc")', { concurr
   });
 
   test('Shaka Player plays CENC DASH with ClearKey through the licence endpoint (dashif:Laurl)', { timeout: 240_000 }, async () => {
-    assert.ok(g.eme.cenc.ok, `Chromium's ClearKey CDM refuses cenc: ${g.eme.cenc.error}`);
-    await drmCase('Shaka CENC DASH (ClearKey)', srv, 'shaka:dash', async (c, s) => {
-      assertEncryptedMedia(c, 'cenc');
-      assertClearKeyLicence(c, s);
-      await assertRotatingLicences(c);
-    });
+    await clearKeyDashCase('Shaka CENC DASH (ClearKey)', srv, 'shaka:dash', 'cenc');
   });
 
   test('dash.js plays CENC DASH with ClearKey through the licence endpoint (dashif:Laurl)', { timeout: 240_000 }, async () => {
-    assert.ok(g.eme.cenc.ok, `Chromium's ClearKey CDM refuses cenc: ${g.eme.cenc.error}`);
-    await drmCase('dash.js CENC DASH (ClearKey)', srv, 'dashjs:dash', async (c, s) => {
-      assertEncryptedMedia(c, 'cenc');
-      assertClearKeyLicence(c, s);
-      await assertRotatingLicences(c);
-    });
+    await clearKeyDashCase('dash.js CENC DASH (ClearKey)', srv, 'dashjs:dash', 'cenc');
   });
 
   // The same checks with the wrong keys: the players must fail (a fatal
@@ -444,23 +401,13 @@ describe('cbcs DASH (dash = "cbcs")', { concurrency: 1 }, () => {
   after(async () => stopServer(srv));
 
   test('Shaka Player plays cbcs DASH with ClearKey', { timeout: 240_000 }, async () => {
-    assert.ok(g.eme.cbcs.ok, `Chromium's ClearKey CDM refuses cbcs: ${g.eme.cbcs.error}`);
     const mpd = await get(`${srv.vela.streamBase(srv.key)}/manifest.mpd`);
     assert.match(mpd.text, /schemeIdUri="urn:mpeg:dash:mp4protection:2011" value="cbcs"/, mpd.text.slice(0, 2000));
-    await drmCase('Shaka cbcs DASH (ClearKey)', srv, 'shaka:dash', async (c, s) => {
-      assertEncryptedMedia(c, 'cbcs');
-      assertClearKeyLicence(c, s);
-      await assertRotatingLicences(c);
-    });
+    await clearKeyDashCase('Shaka cbcs DASH (ClearKey)', srv, 'shaka:dash', 'cbcs');
   });
 
   test('dash.js plays cbcs DASH with ClearKey', { timeout: 240_000 }, async () => {
-    assert.ok(g.eme.cbcs.ok, `Chromium's ClearKey CDM refuses cbcs: ${g.eme.cbcs.error}`);
-    await drmCase('dash.js cbcs DASH (ClearKey)', srv, 'dashjs:dash', async (c, s) => {
-      assertEncryptedMedia(c, 'cbcs');
-      assertClearKeyLicence(c, s);
-      await assertRotatingLicences(c);
-    });
+    await clearKeyDashCase('dash.js cbcs DASH (ClearKey)', srv, 'dashjs:dash', 'cbcs');
   });
 
   // Not in the issue's list, but the same server: Shaka maps an HLS

@@ -9,6 +9,7 @@
 // Nothing here asserts a wall-clock duration: waits poll with a bounded number
 // of tries and fail with what they waited for and the logs.
 
+import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -374,4 +375,85 @@ export async function launchChromium() {
 export function chromiumVersion() {
   const r = spawnSync(CHROMIUM, ['--version'], { encoding: 'utf8', timeout: 20_000 });
   return (r.stdout || '').trim();
+}
+
+// ---------------------------------------------------------------------------
+// Playback checks shared by the player suites
+// ---------------------------------------------------------------------------
+
+export function median(xs) {
+  const v = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+export function fmt(x) {
+  return x == null ? '   –  ' : `${x.toFixed(2)} s`;
+}
+
+/** Latency figures from a pane's samples after the first 5 s of playback. */
+export function latencySummary(s) {
+  const settled = s.latency.filter((x) => x.t >= 5);
+  const use = settled.length >= 4 ? settled : s.latency;
+  const rep = use.map((x) => x.reported).filter((x) => x != null);
+  const der = use.map((x) => x.derived).filter((x) => x != null);
+  return {
+    reported_median: median(rep),
+    reported_min: rep.length ? Math.min(...rep) : null,
+    reported_max: rep.length ? Math.max(...rep) : null,
+    derived_median: median(der),
+    samples: use.length,
+  };
+}
+
+/**
+ * A suite's `watch(c, what, tries, done, { allowStalls })`: polls the pane
+ * every `pollMs` until `done(snapshot)`, failing (with `diagnostics(c, s)`)
+ * on a fatal player error, on a stall over `stallLimitS` unless stalls are
+ * allowed, where they are on playback stuck for `resumeLimitS`, and when the
+ * tries run out.
+ */
+export function makeWatch({ diagnostics, stallLimitS, pollMs, resumeLimitS = Infinity }) {
+  return async function watch(c, what, tries, done, { allowStalls = false } = {}) {
+    let s;
+    for (let i = 0; i < tries; i++) {
+      s = await c.snap();
+      if (s.fatal.length) {
+        assert.fail(`${c.spec}: fatal player error while waiting for ${what}: ${s.fatal.join(' | ')}\n${await diagnostics(c, s)}`);
+      }
+      if (!allowStalls) {
+        const worst = Math.max(s.maxStall, s.ongoingStall || 0, s.maxFreeze);
+        if (worst > stallLimitS) {
+          assert.fail(`${c.spec}: stall of ${worst.toFixed(3)} s (limit ${stallLimitS} s) while waiting for ${what}; stalls ${JSON.stringify(s.stalls)} freezes ${JSON.stringify(s.freezes)}\n${await diagnostics(c, s)}`);
+        }
+      }
+      if (allowStalls && s.playing && s.frozenFor > resumeLimitS && !s.ended && !s.endedEvent) {
+        assert.fail(`${c.spec}: playback stopped for ${s.frozenFor.toFixed(1)} s at currentTime ${s.currentTime.toFixed(3)} (buffered to ${s.bufferedEnd}) while waiting for ${what}\n${await diagnostics(c, s)}`);
+      }
+      if (done(s)) return s;
+      await sleep(pollMs);
+    }
+    assert.fail(`${c.spec}: gave up waiting for ${what} after ${tries} polls ${pollMs} ms apart\n${await diagnostics(c, s)}`);
+  };
+}
+
+/**
+ * Prints a suite's table (latency medians, stalls, errors) under `title` and
+ * writes `{ at, ...extra, results }` as JSON to `out`.
+ */
+export function reportResults(title, results, out, extra = {}) {
+  if (!results.length) return;
+  console.log(title);
+  console.log('case                                   reported   derived    stalls  errors(fatal/other)');
+  for (const r of results) {
+    console.log(`${r.case.padEnd(38)} ${fmt(r.reported_median)}  ${fmt(r.derived_median)}  ${String(r.stalls).padStart(4)}    ${r.fatal_errors}/${r.nonfatal_errors}`);
+  }
+  try {
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), ...extra, results }, null, 1));
+    console.log(`results written to ${out}`);
+  } catch (e) {
+    console.log(`cannot write ${out}: ${e.message}`);
+  }
 }

@@ -20,8 +20,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  ROOT, Vela, chromiumVersion, get, launchChromium, makeWorkDir, poll, publish,
-  sleep, startStaticServer, stopGroup, velaBinary, waitForStream,
+  ROOT, Vela, chromiumVersion, fmt, get, latencySummary, launchChromium, makeWatch, makeWorkDir,
+  poll, publish, reportResults, sleep, startStaticServer, stopGroup, velaBinary, waitForStream,
 } from './lib.mjs';
 
 const MIN_MEDIA_S = Number(process.env.VELA_PLAYER_MEDIA_S || 20);
@@ -37,32 +37,6 @@ const PLAY_TRIES = 4 * (MIN_MEDIA_S * 3 + 30);
 
 const results = [];
 let ctx = null;
-
-function median(xs) {
-  const v = xs.filter((x) => typeof x === 'number').sort((a, b) => a - b);
-  if (!v.length) return null;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
-function fmt(x) {
-  return x == null ? '   –  ' : `${x.toFixed(2)} s`;
-}
-
-/** Latency figures from the samples after the first 5 s of playback. */
-function latencySummary(s) {
-  const settled = s.latency.filter((x) => x.t >= 5);
-  const use = settled.length >= 4 ? settled : s.latency;
-  const rep = use.map((x) => x.reported).filter((x) => x != null);
-  const der = use.map((x) => x.derived).filter((x) => x != null);
-  return {
-    reported_median: median(rep),
-    reported_min: rep.length ? Math.min(...rep) : null,
-    reported_max: rep.length ? Math.max(...rep) : null,
-    derived_median: median(der),
-    samples: use.length,
-  };
-}
 
 /** What to print when a case fails: the player's view, the browser's console, the server's output. */
 async function diagnostics(c, s, extra = '') {
@@ -136,27 +110,7 @@ async function closePane(c) {
  * Polls the pane until `done(s)` holds (bounded), failing at once on a
  * fatal player error or a stall over the limit (unless stalls are allowed).
  */
-async function watch(c, what, tries, done, { allowStalls = false } = {}) {
-  let s;
-  for (let i = 0; i < tries; i++) {
-    s = await c.snap();
-    if (s.fatal.length) {
-      assert.fail(`${c.spec}: fatal player error while waiting for ${what}: ${s.fatal.join(' | ')}\n${await diagnostics(c, s)}`);
-    }
-    if (!allowStalls) {
-      const worst = Math.max(s.maxStall, s.ongoingStall || 0, s.maxFreeze);
-      if (worst > STALL_LIMIT_S) {
-        assert.fail(`${c.spec}: stall of ${worst.toFixed(3)} s (limit ${STALL_LIMIT_S} s) while waiting for ${what}; stalls ${JSON.stringify(s.stalls)} freezes ${JSON.stringify(s.freezes)}\n${await diagnostics(c, s)}`);
-      }
-    }
-    if (allowStalls && s.playing && s.frozenFor > RESUME_LIMIT_S && !s.ended && !s.endedEvent) {
-      assert.fail(`${c.spec}: playback stopped for ${s.frozenFor.toFixed(1)} s at currentTime ${s.currentTime.toFixed(3)} (buffered to ${s.bufferedEnd}) while waiting for ${what}\n${await diagnostics(c, s)}`);
-    }
-    if (done(s)) return s;
-    await sleep(POLL_MS);
-  }
-  assert.fail(`${c.spec}: gave up waiting for ${what} after ${tries} polls ${POLL_MS} ms apart\n${await diagnostics(c, s)}`);
-}
+const watch = makeWatch({ diagnostics, stallLimitS: STALL_LIMIT_S, pollMs: POLL_MS, resumeLimitS: RESUME_LIMIT_S });
 
 function record(name, c, s, extra = {}) {
   const lat = latencySummary(s);
@@ -255,21 +209,11 @@ after(async () => {
     if (ctx.vela) await ctx.vela.stop();
     if (ctx.static) ctx.static.close();
   }
-  if (results.length) {
-    console.log('Player latency (median after the first 5 s; reported by the player / derived from the manifest clock)');
-    console.log('case                                   reported   derived    stalls  errors(fatal/other)');
-    for (const r of results) {
-      console.log(`${r.case.padEnd(38)} ${fmt(r.reported_median)}  ${fmt(r.derived_median)}  ${String(r.stalls).padStart(4)}    ${r.fatal_errors}/${r.nonfatal_errors}`);
-    }
-    const out = process.env.VELA_PLAYER_RESULTS || path.join(ROOT, 'target', 'player-tests', 'results.json');
-    try {
-      fs.mkdirSync(path.dirname(out), { recursive: true });
-      fs.writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), results }, null, 1));
-      console.log(`results written to ${out}`);
-    } catch (e) {
-      console.log(`cannot write ${out}: ${e.message}`);
-    }
-  }
+  reportResults(
+    'Player latency (median after the first 5 s; reported by the player / derived from the manifest clock)',
+    results,
+    process.env.VELA_PLAYER_RESULTS || path.join(ROOT, 'target', 'player-tests', 'results.json'),
+  );
   if (ctx && ctx.workDir && !process.env.VELA_KEEP_TMP) fs.rmSync(ctx.workDir, { recursive: true, force: true });
 });
 
