@@ -79,11 +79,7 @@ fn aes128_hls_and_cenc_dash_decrypt_with_ffmpeg() {
         height: 360,
         ..PublishSpec::new(Some(VideoCodec::H264 { bframes: 2 }), true, 6.0)
     };
-    let mut publisher =
-        Publisher::spawn(&ffmpeg, &server.rtmp_url("secret"), &spec, &server.dir.path);
-    if publisher.wait_exit(200).is_none_or(|st| !st.success()) {
-        server.fail(format!("publisher failed:\n{}", publisher.log_text()));
-    }
+    server.publish_all(&ffmpeg, "secret", &spec);
     let video = server.url("/live/secret/v1/index.m3u8");
     server.poll("EXT-X-ENDLIST", 50, POLL, || {
         let r = server.get(&video);
@@ -202,15 +198,8 @@ fn a_republished_stream_gets_new_keys() {
     let spec = PublishSpec::new(Some(VideoCodec::H264 { bframes: 0 }), false, 3.0);
     let video = server.url("/live/again/v1/index.m3u8");
     let mut seen: Vec<(String, String)> = Vec::new();
-    for round in 0..2 {
-        let mut publisher =
-            Publisher::spawn(&ffmpeg, &server.rtmp_url("again"), &spec, &server.dir.path);
-        if publisher.wait_exit(200).is_none_or(|st| !st.success()) {
-            server.fail(format!(
-                "publisher {round} failed:\n{}",
-                publisher.log_text()
-            ));
-        }
+    for _ in 0..2 {
+        server.publish_all(&ffmpeg, "again", &spec);
         // This round's ended playlist: one whose key is not an earlier round's.
         let hls = server.poll("the new instance's ended playlist", 50, POLL, || {
             let r = server.get(&video);
@@ -327,11 +316,7 @@ fn playback_tokens_guard_manifests_media_keys_and_licences() {
         height: 360,
         ..PublishSpec::new(Some(VideoCodec::H264 { bframes: 0 }), true, 6.0)
     };
-    let mut publisher =
-        Publisher::spawn(&ffmpeg, &server.rtmp_url("paid"), &spec, &server.dir.path);
-    if publisher.wait_exit(200).is_none_or(|st| !st.success()) {
-        server.fail(format!("publisher failed:\n{}", publisher.log_text()));
-    }
+    server.publish_all(&ffmpeg, "paid", &spec);
     let video = server.url(&format!("/live/paid/t/{good}/v1/index.m3u8"));
     server.poll("EXT-X-ENDLIST", 50, POLL, || {
         let r = server.get(&video);
@@ -475,10 +460,7 @@ fn smooth_cenc_fragments_decrypt_with_ffmpeg() {
         height: 360,
         ..PublishSpec::new(Some(VideoCodec::H264 { bframes: 2 }), true, 6.0)
     };
-    let mut publisher = Publisher::spawn(&ffmpeg, &server.rtmp_url("mss"), &spec, &server.dir.path);
-    if publisher.wait_exit(200).is_none_or(|st| !st.success()) {
-        server.fail(format!("publisher failed:\n{}", publisher.log_text()));
-    }
+    server.publish_all(&ffmpeg, "mss", &spec);
     server.poll("the MPD turned static", 50, POLL, || {
         let r = server.get("/live/mss/manifest.mpd");
         (r.status == 200 && r.text().contains("type=\"static\"")).then_some(())

@@ -173,6 +173,19 @@ impl Server {
         format!("rtmp://{}/live/{key}", self.rtmp)
     }
 
+    /// Publishes `spec` to stream `key` with ffmpeg and waits (bounded:
+    /// 50 s) for the publisher to finish, failing with its log unless it
+    /// exits successfully.
+    pub fn publish_all(&self, ffmpeg: &Path, key: &str, spec: &PublishSpec) {
+        let mut publisher = Publisher::spawn(ffmpeg, &self.rtmp_url(key), spec, &self.dir.path);
+        if publisher.wait_exit(200).is_none_or(|st| !st.success()) {
+            self.fail(format!(
+                "publisher to {key} failed:\n{}",
+                publisher.log_text()
+            ));
+        }
+    }
+
     /// The server's log so far (the tail, if it is long).
     pub fn stderr(&self) -> String {
         let s = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
