@@ -387,10 +387,7 @@ async fn manifest_mpd(
                 token_query(token)
             );
             // The segments the MPD may list: the window and the one being built.
-            let window = p.lead().map(|r| {
-                let next = r.next_part().0;
-                (r.segments.front().map_or(next, |f| f.msn), next)
-            });
+            let window = p.lead().map(|r| (r.first_msn(), r.next_part().0));
             let window = window.unwrap_or((0, 0));
             let scope = KeyScope {
                 stream: &name,
@@ -720,7 +717,7 @@ async fn serve_media_playlist(
             let scope = KeyScope {
                 stream: &name,
                 timeline: s.instance,
-                oldest_msn: r.segments.front().map_or(r.next_part().0, |f| f.msn),
+                oldest_msn: r.first_msn(),
             };
             let key_query = token_query(token);
             let key_attributes = |msn: u64| {

@@ -383,7 +383,7 @@ impl Protection {
         let scope = KeyScope {
             stream,
             timeline: instance,
-            oldest_msn: r.segments.front().map_or(msn, |s| s.msn),
+            oldest_msn: r.first_msn(),
         };
         let k = self.key_for(scope, "cenc", kind, 0)?;
         // IVs apart from the DASH variant's under the same key: track ids
@@ -391,19 +391,14 @@ impl Protection {
         let seed = cenc::iv_seed(r.track.id | 0x80, msn, 0);
         let out = cenc::protect_fragment_piff(clear, &k, &r.track.config, seed)
             .map_err(ProtectError::Encrypt)?;
-        self.remember(key, out.clone(), r.segments.front().map_or(0, |s| s.msn));
+        self.remember(key, out.clone(), r.first_msn());
         Ok(out)
     }
 
     /// Whether key period `period` covers a segment of `r`'s window (or the
     /// one being built).
     fn period_in_window(&self, r: &vela_packager::live::Rendition, period: u64) -> bool {
-        let first = r.segments.front().map(|s| s.msn);
-        let next = r.next_part().0;
-        match first {
-            Some(first) => (self.key_period(first)..=self.key_period(next)).contains(&period),
-            None => period == self.key_period(next),
-        }
+        (self.key_period(r.first_msn())..=self.key_period(r.next_part().0)).contains(&period)
     }
 
     /// The `tag` variant of one file, from the cache or encrypted now.
@@ -433,7 +428,7 @@ impl Protection {
         let scope = KeyScope {
             stream,
             timeline: instance,
-            oldest_msn: r.segments.front().map_or(r.next_part().0, |s| s.msn),
+            oldest_msn: r.first_msn(),
         };
         let kind = r.track.kind();
         let config: &CodecConfig = &r.track.config;
@@ -500,7 +495,7 @@ impl Protection {
             }
         };
         if let Some(b) = &out {
-            self.remember(key, b.clone(), r.segments.front().map_or(0, |s| s.msn));
+            self.remember(key, b.clone(), r.first_msn());
         }
         Ok(out)
     }

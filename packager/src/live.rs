@@ -209,6 +209,14 @@ impl Rendition {
         }
     }
 
+    /// The oldest segment number this rendition lists: its first complete
+    /// segment, or the one being built when none is complete yet.
+    pub fn first_msn(&self) -> u64 {
+        self.segments
+            .front()
+            .map_or_else(|| self.next_part().0, |s| s.msn)
+    }
+
     /// The number of the next part to be written: (msn, part index).
     pub fn next_part(&self) -> (u64, usize) {
         match (&self.building, self.segments.back()) {
