@@ -25,19 +25,19 @@ struct EntryMedia {
 
 impl EntrySettings {
     pub fn dvr_window(&self, stream: &str) -> Option<f64> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(stream)
-            .and_then(|m| m.dvr_window_s)
+        self.get(stream).and_then(|m| m.dvr_window_s)
     }
 
     pub fn drm(&self, stream: &str) -> Option<DrmPolicy> {
+        self.get(stream).and_then(|m| m.drm)
+    }
+
+    fn get(&self, stream: &str) -> Option<EntryMedia> {
         self.0
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(stream)
-            .and_then(|m| m.drm)
+            .copied()
     }
 
     fn set(&self, stream: &str, media: EntryMedia) {
