@@ -30,7 +30,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use vela_drm::KeyScope;
 use vela_media::MediaKind;
 use vela_packager::{dash, hls, smooth, time_fmt, LivePackager};
 
@@ -389,11 +388,7 @@ async fn manifest_mpd(
             // The segments the MPD may list: the window and the one being built.
             let window = p.lead().map(|r| (r.first_msn(), r.next_part().0));
             let window = window.unwrap_or((0, 0));
-            let scope = KeyScope {
-                stream: &name,
-                timeline: s.instance,
-                oldest_msn: window.0,
-            };
+            let scope = s.key_scope(window.0);
             Some(
                 prot.dash_protection(scope, mode, &license, window)
                     .ok_or(OriginError::Internal)?,
@@ -437,12 +432,8 @@ async fn smooth_manifest(
     }
     let header = match (&state.protection, policy.mss_protected) {
         (Some(prot), true) => Some(
-            prot.smooth_protection_header(KeyScope {
-                stream: &name,
-                timeline: s.instance,
-                oldest_msn: 0,
-            })
-            .ok_or(OriginError::Internal)?,
+            prot.smooth_protection_header(s.key_scope(0))
+                .ok_or(OriginError::Internal)?,
         ),
         _ => None,
     };
@@ -714,11 +705,7 @@ async fn serve_media_playlist(
         (Some(prot), Some(tag)) => {
             let r = p.rendition(&rid).ok_or(OriginError::NotFound)?;
             let kind = r.track.kind();
-            let scope = KeyScope {
-                stream: &name,
-                timeline: s.instance,
-                oldest_msn: r.first_msn(),
-            };
+            let scope = s.key_scope(r.first_msn());
             let key_query = token_query(token);
             let key_attributes = |msn: u64| {
                 prot.hls_key_attributes(scope, policy.hls, kind, msn, &key_query)

@@ -29,6 +29,16 @@ pub struct LiveStream {
 }
 
 impl LiveStream {
+    /// Which keys this instance's media may use: its own timeline, the
+    /// window starting at `oldest_msn`.
+    pub fn key_scope(&self, oldest_msn: u64) -> vela_drm::KeyScope<'_> {
+        vela_drm::KeyScope {
+            stream: &self.name,
+            timeline: self.instance,
+            oldest_msn,
+        }
+    }
+
     fn new(name: String, instance: u64, config: PackagerConfig) -> Self {
         let (version, _) = watch::channel(0);
         LiveStream {
