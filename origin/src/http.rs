@@ -33,6 +33,8 @@ use bytes::Bytes;
 use vela_media::MediaKind;
 use vela_packager::{dash, hls, smooth, time_fmt, LivePackager};
 
+use crate::source::MediaSource;
+
 use crate::access::{self, Denied, SharedGate};
 use crate::live::{now_ms, LiveRegistry, LiveStream};
 use crate::metrics;
@@ -267,7 +269,7 @@ async fn wait_for_media(
     need: FirstMedia,
 ) -> Result<(), OriginError> {
     let (want, wait) = {
-        let p = s.read();
+        let p = s.presentation();
         let cfg = p.config();
         match need {
             FirstMedia::Start => {
@@ -350,7 +352,7 @@ async fn master_playlist(
     let token = authorize(&state, &name, access::query_token(query.as_deref()))?;
     let s = stream(&state, &name)?;
     wait_for_media(&state, &s, FirstMedia::Start).await?;
-    let p = s.read();
+    let p = s.presentation();
     let body = hls::master_playlist_at(&p, &token_prefix(token)).ok_or(OriginError::NotYet)?;
     Ok(manifest_response(
         &headers,
@@ -377,7 +379,7 @@ async fn manifest_mpd(
     // One snapshot for the protection and the listing: with key rotation,
     // a segment begun in between could open a key period the protection
     // does not describe.
-    let p = s.read();
+    let p = s.presentation();
     let protection = match (&state.protection, policy.dash) {
         (Some(prot), mode) if mode != DashMode::None => {
             let license = format!(
@@ -426,7 +428,8 @@ async fn smooth_manifest(
     }
     wait_for_media(&state, &s, FirstMedia::Part).await?;
     // The manifest lists fragments once LookAheadFragmentCount more exist.
-    let ready = |p: &LivePackager| p.is_ended() || smooth::client_manifest(p).is_some();
+    let ready =
+        |p: &LivePackager| p.is_ended() || smooth::client_manifest(&p.presentation()).is_some();
     if !s.wait_until(state.first_media_wait * 2, ready).await {
         return Err(OriginError::NotYet);
     }
@@ -437,7 +440,7 @@ async fn smooth_manifest(
         ),
         _ => None,
     };
-    let p = s.read();
+    let p = s.presentation();
     let body = smooth::client_manifest_with(&p, header.as_ref(), &token_prefix(token))
         .ok_or(OriginError::NotYet)?;
     Ok(manifest_response(
@@ -466,20 +469,18 @@ fn smooth_fragment(
     if not_modified(headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, media_headers(kind, &etag, None)).into_response());
     }
-    let data = smooth::fragment(&s.read(), kind, t).map_err(|e| match e {
-        smooth::SmoothError::NotFound => OriginError::NotFound,
-        smooth::SmoothError::Corrupt(err) => {
-            tracing::error!(stream = s.name, error = %err, "stored segment could not be re-boxed for Smooth");
-            OriginError::NotFound
-        }
+    let p = s.presentation();
+    let (r, seg) = smooth::fragment_source(&p, kind, t).ok_or(OriginError::NotFound)?;
+    let parts = MediaSource::segment(s, &r.id, seg.msn).ok_or(OriginError::NotFound)?;
+    let samples = smooth::samples_of_parts(&parts).map_err(|err| {
+        tracing::error!(stream = s.name, error = %err, "stored segment could not be re-boxed for Smooth");
+        OriginError::NotFound
     })?;
+    let data = smooth::fragment(r, seg, samples);
     let data = match protection {
-        Some(prot) => {
-            let p = s.read();
-            let (r, msn) = smooth::fragment_source(&p, kind, t).ok_or(OriginError::NotFound)?;
-            prot.smooth_fragment(&s.name, s.instance, r, msn, &data)
-                .map_err(|e| encrypt_failed(&s.name, &r.id, &e))?
-        }
+        Some(prot) => prot
+            .smooth_fragment(&s.name, s.instance, r, seg.msn, &data)
+            .map_err(|e| encrypt_failed(&s.name, &r.id, &e))?,
         None => data,
     };
     Ok(send_bytes(kind, &etag, data))
@@ -668,17 +669,17 @@ async fn serve_media_playlist(
     let token = authorize(&state, &name, token.as_deref())?;
     let s = stream(&state, &name)?;
     let d = directives(query.as_deref())?;
-    if s.read().rendition(&rid).is_none() {
+    if s.presentation().rendition(&rid).is_none() {
         // Tracks may still be on their way for a stream that just started.
         wait_for_media(&state, &s, FirstMedia::Segment).await?;
-        if s.read().rendition(&rid).is_none() {
+        if s.presentation().rendition(&rid).is_none() {
             return Err(OriginError::NotFound);
         }
     }
     wait_for_media(&state, &s, FirstMedia::Segment).await?;
     if let Some(msn) = d.msn {
         let (next_msn, target) = {
-            let p = s.read();
+            let p = s.presentation();
             let r = p.rendition(&rid).ok_or(OriginError::NotFound)?;
             (r.next_part().0, hls::target_duration(&p))
         };
@@ -699,7 +700,7 @@ async fn serve_media_playlist(
             return Err(OriginError::NotYet);
         }
     }
-    let p = s.read();
+    let p = s.presentation();
     let policy = policy_of(&state, &name);
     let body = match (&state.protection, policy.hls_tag()) {
         (Some(prot), Some(tag)) => {
@@ -789,10 +790,15 @@ struct Variant {
 }
 
 impl Variant {
+    /// Encrypts from the stream's latest snapshot and its clear bytes; no
+    /// lock is held while encrypting.
     fn apply(&self, s: &LiveStream, rid: &str, file: FileId) -> Result<Option<Bytes>, OriginError> {
-        let p = s.read();
+        let p = s.presentation();
+        let Some(r) = p.rendition(rid) else {
+            return Ok(None);
+        };
         self.protection
-            .variant(&s.name, s.instance, &p, rid, self.tag, file)
+            .variant(&s.name, s.instance, r, s, self.tag, file)
             .map_err(|e| encrypt_failed(&s.name, rid, &e))
     }
 }
@@ -885,7 +891,7 @@ async fn serve_media_file(
         (None, _) => None,
     };
     let kind = s
-        .read()
+        .presentation()
         .rendition(&rid)
         .map(|r| r.track.kind())
         .ok_or(OriginError::NotFound)?;
@@ -902,16 +908,12 @@ async fn serve_media_file(
         MediaFile::Init(v, period) => {
             let data = match &variant {
                 Some(var) => var.apply(&s, &rid, FileId::Init(v, period))?,
-                None => s.read().rendition(&rid).and_then(|r| r.init(v).cloned()),
+                None => MediaSource::init(&*s, &rid, v),
             };
             Ok(send_bytes(kind, &etag, data.ok_or(OriginError::NotFound)?))
         }
         MediaFile::Part(msn, idx) => {
-            let find = |p: &LivePackager| {
-                p.rendition(&rid)
-                    .and_then(|r| r.segment(msn))
-                    .and_then(|seg| seg.parts.get(idx).map(|x| x.data.clone()))
-            };
+            let find = |p: &LivePackager| p.rendition(&rid)?.part_data(msn, idx).cloned();
             let encrypt = |data: Bytes| -> Result<Bytes, OriginError> {
                 match &variant {
                     Some(var) => var
@@ -977,7 +979,7 @@ async fn segment_response(
     if let Some(var) = &variant {
         // A complete segment's variant is made (and cached) in one piece.
         let complete = s
-            .read()
+            .presentation()
             .rendition(rid)
             .is_some_and(|r| r.segments.iter().any(|seg| seg.msn == msn));
         if complete {
@@ -998,8 +1000,9 @@ async fn segment_response(
         let complete = r
             .segments
             .iter()
-            .find(|seg| seg.msn == msn)
-            .map(|seg| seg.chunks().cloned().collect::<Vec<_>>());
+            .any(|seg| seg.msn == msn)
+            .then(|| r.segment_data(msn).map(<[Bytes]>::to_vec))
+            .flatten();
         let next_msn = r.next_part().0;
         let upcoming = !p.is_ended() && (msn == next_msn || msn == next_msn + 1);
         (
@@ -1044,9 +1047,9 @@ async fn segment_response(
             let (chunk, done, changed) = {
                 let p = st.stream.read();
                 let seg = p.rendition(&st.rid).and_then(|r| {
-                    r.segment(st.msn).map(|seg| {
+                    r.segment(st.msn).map(|_| {
                         (
-                            seg.parts.get(st.next).map(|x| x.data.clone()),
+                            r.part_data(st.msn, st.next).cloned(),
                             r.building.as_ref().is_none_or(|b| b.msn != st.msn),
                         )
                     })

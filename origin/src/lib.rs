@@ -12,6 +12,7 @@ pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod protect;
+pub mod source;
 
 pub use http::{router, OriginState};
 pub use live::{LiveRegistry, LiveStream, StreamSettings};

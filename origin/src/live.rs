@@ -6,17 +6,22 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 use vela_media::hub::{StreamHub, StreamStart};
 use vela_media::MediaEvent;
-use vela_packager::{LivePackager, PackagerConfig};
+use vela_packager::{LivePackager, PackagerConfig, Presentation};
+
+use crate::source::MediaSource;
 
 use crate::metrics;
 
 /// Per-stream packaging settings, chosen when a stream starts.
 pub type StreamSettings = Arc<dyn Fn(&str) -> PackagerConfig + Send + Sync>;
 
-/// One live stream: its packager and the channel that announces changes.
+/// One live stream: its packager (which holds the media bytes) and the
+/// channel that announces each change with a fresh [`Presentation`]
+/// snapshot, which manifests are rendered from without holding a lock.
 pub struct LiveStream {
     pub name: String,
     /// Distinguishes successive streams of the same name, across restarts
@@ -25,7 +30,7 @@ pub struct LiveStream {
     /// stream (whose segment numbers start again) never reuses a key.
     pub instance: u64,
     packager: RwLock<LivePackager>,
-    version: watch::Sender<u64>,
+    version: watch::Sender<Arc<Presentation>>,
 }
 
 impl LiveStream {
@@ -40,30 +45,37 @@ impl LiveStream {
     }
 
     fn new(name: String, instance: u64, config: PackagerConfig) -> Self {
-        let (version, _) = watch::channel(0);
+        let packager = LivePackager::new(config);
+        let (version, _) = watch::channel(Arc::new(packager.presentation()));
         LiveStream {
             name,
             instance,
-            packager: RwLock::new(LivePackager::new(config)),
+            packager: RwLock::new(packager),
             version,
         }
     }
 
-    /// Read access to the packager's timeline. Hold it briefly: the packager
-    /// task waits for it.
+    /// The stream's presentation as of its latest change.
+    pub fn presentation(&self) -> Arc<Presentation> {
+        self.version.borrow().clone()
+    }
+
+    /// Read access to the packager (its timeline and media bytes). Hold it
+    /// briefly, never across encryption or I/O: the packager task waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, LivePackager> {
         self.packager.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn apply(&self, event: MediaEvent, now_ms: i64) {
-        let changes = {
+        let (changes, snapshot) = {
             let mut p = self.packager.write().unwrap_or_else(|e| e.into_inner());
-            p.push(event, now_ms)
+            let changes = p.push(event, now_ms);
+            (changes, changes.any().then(|| Arc::new(p.presentation())))
         };
-        if changes.any() {
+        if let Some(snapshot) = snapshot {
             metrics::PARTS.inc_by(changes.parts as u64);
             metrics::SEGMENTS.inc_by(changes.segments as u64);
-            self.version.send_modify(|v| *v += 1);
+            self.version.send_replace(snapshot);
         }
     }
 
@@ -95,6 +107,24 @@ impl LiveStream {
         async move {
             let _ = tokio::time::timeout(timeout, rx.changed()).await;
         }
+    }
+}
+
+impl MediaSource for LiveStream {
+    fn init(&self, rid: &str, version: u32) -> Option<Bytes> {
+        self.read().rendition(rid)?.init(version).cloned()
+    }
+
+    fn segment(&self, rid: &str, msn: u64) -> Option<Vec<Bytes>> {
+        let p = self.read();
+        let r = p.rendition(rid)?;
+        // Complete segments only: the one being built is still growing.
+        r.segments.iter().find(|s| s.msn == msn)?;
+        r.segment_data(msn).map(<[Bytes]>::to_vec)
+    }
+
+    fn part(&self, rid: &str, msn: u64, idx: usize) -> Option<Bytes> {
+        self.read().rendition(rid)?.part_data(msn, idx).cloned()
     }
 }
 
@@ -201,7 +231,13 @@ impl LiveRegistry {
         );
         // Keep the ended stream's window for players finishing it, then drop
         // it unless a new publish has replaced it in the meantime.
-        let keep = Duration::from_secs_f64(stream.read().config().dvr_window.clamp(10.0, 86_400.0));
+        let keep = Duration::from_secs_f64(
+            stream
+                .presentation()
+                .timing
+                .dvr_window
+                .clamp(10.0, 86_400.0),
+        );
         tokio::time::sleep(keep).await;
         let mut inner = self.lock();
         if inner

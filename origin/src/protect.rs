@@ -29,11 +29,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::source::MediaSource;
 use bytes::Bytes;
 use vela_drm::{cenc, hls as drm_hls, pssh, ContentKey, KeyScope, KeyStore, Scheme, SystemId};
 use vela_media::{CodecConfig, MediaKind};
 use vela_packager::dash::DashProtection;
-use vela_packager::LivePackager;
 
 /// HLS protection of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -365,7 +365,7 @@ impl Protection {
         &self,
         stream: &str,
         instance: u64,
-        r: &vela_packager::live::Rendition,
+        r: &vela_packager::Rendition,
         msn: u64,
         clear: &[u8],
     ) -> Result<Bytes, ProtectError> {
@@ -397,7 +397,7 @@ impl Protection {
 
     /// Whether key period `period` covers a segment of `r`'s window (or the
     /// one being built).
-    fn period_in_window(&self, r: &vela_packager::live::Rendition, period: u64) -> bool {
+    fn period_in_window(&self, r: &vela_packager::Rendition, period: u64) -> bool {
         (self.key_period(r.first_msn())..=self.key_period(r.next_part().0)).contains(&period)
     }
 
@@ -407,14 +407,12 @@ impl Protection {
         &self,
         stream: &str,
         instance: u64,
-        p: &LivePackager,
-        rid: &str,
+        r: &vela_packager::Rendition,
+        src: &dyn MediaSource,
         tag: &'static str,
         file: FileId,
     ) -> Result<Option<Bytes>, ProtectError> {
-        let Some(r) = p.rendition(rid) else {
-            return Ok(None);
-        };
+        let rid = r.id.as_str();
         let key = CacheKey {
             stream: stream.to_string(),
             instance,
@@ -435,58 +433,70 @@ impl Protection {
         let out = match (tag, file) {
             // AES-128 keeps the init segment clear (the playlist's EXT-X-MAP
             // precedes its EXT-X-KEY).
-            ("aes", FileId::Init(v, 0)) => r.init(v).cloned(),
+            ("aes", FileId::Init(v, 0)) => src.init(rid, v),
             ("aes", FileId::Init(..)) => None,
-            ("aes", FileId::Segment(msn)) => match r.segments.iter().find(|s| s.msn == msn) {
-                Some(seg) => {
-                    let clear: Vec<u8> = seg.chunks().flat_map(|c| c.iter().copied()).collect();
+            ("aes", FileId::Segment(msn)) => match src.segment(rid, msn) {
+                Some(chunks) => {
+                    let clear: Vec<u8> = chunks.concat();
                     let k = self.key_for(scope, tag, kind, msn)?;
                     Some(drm_hls::encrypt_segment(&k, msn, &clear))
                 }
                 None => None,
             },
-            ("aes", FileId::Part(msn, i)) => match r.segment(msn).and_then(|s| s.parts.get(i)) {
+            ("aes", FileId::Part(msn, i)) => match src.part(rid, msn, i) {
                 Some(part) => {
                     let k = self.key_for(scope, tag, kind, msn)?;
-                    Some(drm_hls::encrypt_segment(&k, msn, &part.data))
+                    Some(drm_hls::encrypt_segment(&k, msn, &part))
                 }
                 None => None,
             },
-            (_, FileId::Init(v, period)) => match (r.init(v), scheme_of(tag)) {
+            (_, FileId::Init(v, period)) => match (src.init(rid, v), scheme_of(tag)) {
                 // Only key periods the window reaches: a key is made and
                 // persisted on first use, so a made-up period must not
                 // make one.
                 (Some(init), Some(scheme)) if self.period_in_window(r, period) => {
                     let k = self.key_for(scope, tag, kind, self.keys.first_msn(period))?;
                     Some(
-                        cenc::protect_init(init, scheme, &k, &SystemId::ALL)
+                        cenc::protect_init(&init, scheme, &k, &SystemId::ALL)
                             .map_err(ProtectError::Encrypt)?,
                     )
                 }
                 _ => None,
             },
-            (_, FileId::Part(msn, i)) => {
-                match (r.segment(msn).and_then(|s| s.parts.get(i)), scheme_of(tag)) {
-                    (Some(part), Some(scheme)) => {
-                        let k = self.key_for(scope, tag, kind, msn)?;
-                        let seed = cenc::iv_seed(r.track.id, msn, i as u32);
-                        Some(
-                            cenc::protect_fragment(&part.data, scheme, &k, config, seed)
-                                .map_err(ProtectError::Encrypt)?,
-                        )
-                    }
-                    _ => None,
+            (_, FileId::Part(msn, i)) => match (src.part(rid, msn, i), scheme_of(tag)) {
+                (Some(part), Some(scheme)) => {
+                    let k = self.key_for(scope, tag, kind, msn)?;
+                    let seed = cenc::iv_seed(r.track.id, msn, i as u32);
+                    Some(
+                        cenc::protect_fragment(&part, scheme, &k, config, seed)
+                            .map_err(ProtectError::Encrypt)?,
+                    )
                 }
-            }
+                _ => None,
+            },
             (_, FileId::Segment(msn)) => {
                 // The segment is its encrypted parts back to back, so a part
                 // and its segment agree byte for byte.
                 let Some(seg) = r.segments.iter().find(|s| s.msn == msn) else {
                     return Ok(None);
                 };
-                let mut whole = Vec::with_capacity(seg.size() + seg.parts.len() * 256);
+                if seg.parts.is_empty() {
+                    // Stored media: a segment is one fragment, protected
+                    // as a live segment's part 0 would be.
+                    let (Some(chunks), Some(scheme)) = (src.segment(rid, msn), scheme_of(tag))
+                    else {
+                        return Ok(None);
+                    };
+                    let k = self.key_for(scope, tag, kind, msn)?;
+                    let seed = cenc::iv_seed(r.track.id, msn, 0);
+                    let out = cenc::protect_fragment(&chunks.concat(), scheme, &k, config, seed)
+                        .map_err(ProtectError::Encrypt)?;
+                    self.remember(key, out.clone(), r.first_msn());
+                    return Ok(Some(out));
+                }
+                let mut whole = Vec::with_capacity(seg.size as usize + seg.parts.len() * 256);
                 for i in 0..seg.parts.len() {
-                    match self.variant(stream, instance, p, rid, tag, FileId::Part(msn, i))? {
+                    match self.variant(stream, instance, r, src, tag, FileId::Part(msn, i))? {
                         Some(b) => whole.extend_from_slice(&b),
                         None => return Ok(None),
                     }

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use vela_media::{CodecConfig, MediaKind};
 
-use crate::live::{LivePackager, Rendition, Segment};
+use crate::presentation::{Presentation, Rendition, Segment};
 use crate::time_fmt::{iso_duration, rfc3339_ms};
 
 /// How the MPD is written for one request.
@@ -62,8 +62,7 @@ pub struct KeyRotation {
 const PROTECTION_NAMESPACES: &str = " xmlns:cenc=\"urn:mpeg:cenc:2013\" xmlns:mspr=\"urn:microsoft:playready\" xmlns:dashif=\"https://dashif.org/CPS\"";
 
 /// The MPD, or `None` before the stream has media.
-pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
-    let anchor = p.anchor_ms()?;
+pub fn mpd(p: &Presentation, now_ms: i64, opts: &MpdOptions) -> Option<String> {
     let lead = p.lead()?;
     if lead.segments.is_empty() && lead.building.as_ref().is_none_or(|b| b.parts.is_empty()) {
         return None;
@@ -95,6 +94,7 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
             iso_duration(end)
         );
     } else {
+        let anchor = p.anchor_ms()?;
         // suggestedPresentationDelay gives the ServiceDescription's target:
         // players that ignore the latter (Shaka in low-latency mode) otherwise
         // start at the very edge (availabilityTimeOffset included) and stall.
@@ -161,22 +161,28 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
             Some(k) => format!(".k{k}{tag}"),
             None => tag.clone(),
         };
-        for (set_id, kind) in [(1, MediaKind::Video), (2, MediaKind::Audio)] {
-            let reps: Vec<&Rendition> = p
-                .renditions()
-                .iter()
-                .filter(|r| r.track.kind() == kind)
-                .collect();
-            if reps.is_empty() {
-                continue;
+        // One adaptation set for the video renditions, one per audio language.
+        let mut sets: Vec<(MediaKind, Option<&str>, Vec<&Rendition>)> = Vec::new();
+        for r in p.renditions() {
+            let kind = r.track.kind();
+            let lang = r.language.as_deref().filter(|_| kind == MediaKind::Audio);
+            match sets.iter_mut().find(|(k, l, _)| *k == kind && *l == lang) {
+                Some((_, _, reps)) => reps.push(r),
+                None => sets.push((kind, lang, vec![r])),
             }
+        }
+        sets.sort_by_key(|(k, _, _)| *k);
+        for (i, (kind, lang, reps)) in sets.into_iter().enumerate() {
+            let set_id = i + 1;
             let (content, mime) = match kind {
                 MediaKind::Video => ("video", "video/mp4"),
                 MediaKind::Audio => ("audio", "audio/mp4"),
             };
             let _ = writeln!(
                 out,
-                "    <AdaptationSet id=\"{set_id}\" contentType=\"{content}\" mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">"
+                "    <AdaptationSet id=\"{set_id}\" contentType=\"{content}\" mimeType=\"{mime}\"{} segmentAlignment=\"true\" startWithSAP=\"1\">",
+                lang.map(|l| format!(" lang=\"{}\"", xml_escape(l)))
+                    .unwrap_or_default()
             );
             if let Some(protection) = &opts.protection {
                 // This key period's elements, else the stream's.
@@ -228,14 +234,14 @@ pub fn mpd(p: &LivePackager, now_ms: i64, opts: &MpdOptions) -> Option<String> {
 
 /// How long before its end a segment may be requested: once its first part
 /// exists (the origin streams the rest as it is written).
-fn availability_time_offset(cfg: &crate::PackagerConfig) -> f64 {
+fn availability_time_offset(cfg: &crate::presentation::Timing) -> f64 {
     (cfg.segment_target - cfg.part_target).max(0.0)
 }
 
 /// How far ahead of the wall clock's media time (`now - anchor`) the
 /// listed timeline ends: the building segment is announced with the
 /// duration it is expected to reach. At most one segment (`longest`).
-fn announced_lead_secs(p: &LivePackager, anchor: i64, now_ms: i64, longest: f64) -> f64 {
+fn announced_lead_secs(p: &Presentation, anchor: i64, now_ms: i64, longest: f64) -> f64 {
     let now_secs = (now_ms - anchor) as f64 / 1000.0;
     let listed_end = p
         .renditions()
@@ -285,7 +291,7 @@ struct PeriodSpan {
 /// Period's SegmentTimeline free of holes (a reconnect's outage falls between
 /// Periods, where players move on), and its id (the timeline's first segment
 /// number) stays the same as the window slides.
-fn periods(p: &LivePackager, rotate_every: Option<u64>) -> Vec<PeriodSpan> {
+fn periods(p: &Presentation, rotate_every: Option<u64>) -> Vec<PeriodSpan> {
     let ended = p.is_ended();
     let Some(lead) = p.lead() else {
         return Vec::new();
@@ -330,7 +336,7 @@ fn periods(p: &LivePackager, rotate_every: Option<u64>) -> Vec<PeriodSpan> {
 
 fn write_representation(
     out: &mut String,
-    p: &LivePackager,
+    p: &Presentation,
     r: &Rendition,
     (first_msn, last_msn): (u64, u64),
     period_start_secs: f64,
@@ -431,7 +437,7 @@ fn write_representation(
 
 /// A segment still being built is announced with the duration it is
 /// expected to reach: the previous segment's, else the target.
-fn estimated_duration(p: &LivePackager, r: &Rendition, s: &Segment) -> i64 {
+fn estimated_duration(p: &Presentation, r: &Rendition, s: &Segment) -> i64 {
     let ts = f64::from(r.timescale());
     let target = r
         .segments
@@ -466,6 +472,7 @@ pub fn xml_escape(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::live::tests::{audio_track, feed, video_track};
+    use crate::LivePackager;
     use crate::PackagerConfig;
     use quick_xml::events::Event;
     use std::collections::HashMap;
@@ -513,7 +520,7 @@ mod tests {
     fn dynamic_mpd_is_well_formed_and_complete() {
         let p = running();
         let xml = mpd(
-            &p,
+            &p.presentation(),
             1_795_000_010_300,
             &MpdOptions {
                 utc_timing_url: Some("http://h/time".into()),
@@ -602,7 +609,7 @@ mod tests {
             ..MpdOptions::default()
         };
         let delay = |now_ms| {
-            let xml = mpd(&p, now_ms, &opts).unwrap();
+            let xml = mpd(&p.presentation(), now_ms, &opts).unwrap();
             let d = &elements(&xml)[0].1["suggestedPresentationDelay"];
             d.trim_start_matches("PT")
                 .trim_end_matches('S')
@@ -640,7 +647,7 @@ mod tests {
             protection: Some(protection),
             ..Default::default()
         };
-        let xml = mpd(&p, 0, &opts).unwrap();
+        let xml = mpd(&p.presentation(), 0, &opts).unwrap();
         let els = elements(&xml);
         assert_eq!(els[0].1["xmlns:cenc"], "urn:mpeg:cenc:2013");
         let cps: Vec<_> = els
@@ -688,7 +695,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let xml = mpd(&p, 1_795_000_024_500, &opts).unwrap();
+        let xml = mpd(&p.presentation(), 1_795_000_024_500, &opts).unwrap();
         let els = elements(&xml);
         let listed: Vec<u64> = p.lead().unwrap().segments.iter().map(|s| s.msn).collect();
         assert!(
@@ -738,7 +745,7 @@ mod tests {
     fn ended_stream_turns_static() {
         let mut p = running();
         p.push(MediaEvent::End, 0);
-        let xml = mpd(&p, 0, &MpdOptions::default()).unwrap();
+        let xml = mpd(&p.presentation(), 0, &MpdOptions::default()).unwrap();
         let els = elements(&xml);
         assert_eq!(els[0].1["type"], "static");
         assert!(els[0].1["mediaPresentationDuration"].starts_with("PT10."));
@@ -758,7 +765,7 @@ mod tests {
         feed(&mut p, 0, 6.0, 30, 0);
         p.push(MediaEvent::Discontinuity, 6_000);
         feed(&mut p, 0, 6.0, 30, 8_000); // a 2 s outage
-        let periods_of = |p: &LivePackager| -> Vec<(String, String)> {
+        let periods_of = |p: &Presentation| -> Vec<(String, String)> {
             let xml = mpd(p, 14_000, &MpdOptions::default()).unwrap();
             elements(&xml)
                 .into_iter()
@@ -766,7 +773,7 @@ mod tests {
                 .map(|(_, a)| (a["id"].clone(), a["start"].clone()))
                 .collect()
         };
-        let before = periods_of(&p);
+        let before = periods_of(&p.presentation());
         assert_eq!(before.len(), 2, "{before:?}");
         assert_eq!(before[0], ("p0".to_string(), "PT0S".to_string()));
         assert_eq!(
@@ -774,7 +781,7 @@ mod tests {
             "the second timeline starts at the wall-clock time of the reconnect"
         );
         // No holes inside a period: each S after the first carries no t.
-        let xml = mpd(&p, 14_000, &MpdOptions::default()).unwrap();
+        let xml = mpd(&p.presentation(), 14_000, &MpdOptions::default()).unwrap();
         let mut in_timeline = 0;
         for (n, a) in elements(&xml) {
             match n.as_str() {
@@ -791,7 +798,7 @@ mod tests {
         }
         // The window slides past the first timeline's start; ids stay.
         feed(&mut p, 6_000, 10.0, 30, 14_000);
-        let after = periods_of(&p);
+        let after = periods_of(&p.presentation());
         assert_eq!(after.last().unwrap().0, before[1].0);
     }
 
@@ -799,7 +806,7 @@ mod tests {
     fn no_mpd_before_media() {
         let mut p = LivePackager::new(PackagerConfig::default());
         p.push(MediaEvent::Tracks(Arc::new(vec![video_track()])), 0);
-        assert!(mpd(&p, 0, &MpdOptions::default()).is_none());
+        assert!(mpd(&p.presentation(), 0, &MpdOptions::default()).is_none());
     }
 
     #[test]

@@ -62,15 +62,23 @@ pub fn packager_events(data: &[u8]) {
             }),
         };
         if p.push(event, now).any() {
-            let _ = hls::master_playlist(&p);
-            for r in p.renditions() {
-                let _ = hls::media_playlist(&p, &r.id, hls::Skip(b(6) & 1 == 1));
+            let pres = p.presentation();
+            let _ = hls::master_playlist(&pres);
+            for r in pres.renditions() {
+                let _ = hls::media_playlist(&pres, &r.id, hls::Skip(b(6) & 1 == 1));
             }
-            let _ = dash::mpd(&p, now, &dash::MpdOptions::default());
-            let _ = smooth::client_manifest(&p);
-            if let Some(s) = p.lead().and_then(|l| l.segments.back()) {
+            let _ = dash::mpd(&pres, now, &dash::MpdOptions::default());
+            let _ = smooth::client_manifest(&pres);
+            if let Some(s) = pres.lead().and_then(|l| l.segments.back()) {
                 let t = (s.start.max(0) as u64) * smooth::TIMESCALE / 90000;
-                let _ = smooth::fragment(&p, vela_media::MediaKind::Video, t);
+                if let Some((r, seg)) =
+                    smooth::fragment_source(&pres, vela_media::MediaKind::Video, t)
+                {
+                    let parts = p.rendition(&r.id).and_then(|l| l.segment_data(seg.msn));
+                    if let Ok(samples) = smooth::samples_of_parts(parts.into_iter().flatten()) {
+                        let _ = smooth::fragment(r, seg, samples);
+                    }
+                }
             }
         }
     }

@@ -13,21 +13,22 @@ use std::fmt::Write as _;
 
 use vela_media::{CodecConfig, MediaKind};
 
-use crate::live::{LivePackager, Rendition, PART_SLACK};
+use crate::live::PART_SLACK;
+use crate::presentation::{Part, Presentation, Rendition, Segment};
 use crate::time_fmt::rfc3339_ms;
 
 /// Group id of the audio renditions in the master playlist.
 const AUDIO_GROUP: &str = "audio";
 
 /// The master playlist, or `None` before the tracks are known.
-pub fn master_playlist(p: &LivePackager) -> Option<String> {
+pub fn master_playlist(p: &Presentation) -> Option<String> {
     master_playlist_at(p, "")
 }
 
 /// [`master_playlist`] with the media playlists under `prefix` (a relative
 /// path ending in `/`, or ""; e.g. the playback token's path), which every
 /// URI in them, being relative, then inherits.
-pub fn master_playlist_at(p: &LivePackager, prefix: &str) -> Option<String> {
+pub fn master_playlist_at(p: &Presentation, prefix: &str) -> Option<String> {
     use m3u8_rs::{
         AlternativeMedia, AlternativeMediaType, MasterPlaylist, Resolution, VariantStream,
     };
@@ -48,12 +49,12 @@ pub fn master_playlist_at(p: &LivePackager, prefix: &str) -> Option<String> {
         independent_segments: true,
         ..Default::default()
     };
-    let audio_bw = audio.iter().map(|r| peak_bandwidth(r)).max().unwrap_or(0);
+    let audio_bw = audio.iter().map(|r| r.peak_bandwidth()).max().unwrap_or(0);
     if video.is_empty() {
         for a in &audio {
             master.variants.push(VariantStream {
                 uri: format!("{prefix}{}/index.m3u8", a.id),
-                bandwidth: peak_bandwidth(a),
+                bandwidth: a.peak_bandwidth(),
                 average_bandwidth: Some(a.bandwidth()),
                 codecs: Some(a.track.config.codec_string()),
                 ..Default::default()
@@ -70,7 +71,11 @@ pub fn master_playlist_at(p: &LivePackager, prefix: &str) -> Option<String> {
             media_type: AlternativeMediaType::Audio,
             uri: Some(format!("{prefix}{}/index.m3u8", a.id)),
             group_id: AUDIO_GROUP.to_string(),
-            name: format!("audio{}", a.track.id),
+            name: a
+                .language
+                .clone()
+                .unwrap_or_else(|| format!("audio{}", a.track.id)),
+            language: a.language.clone(),
             default: i == 0,
             autoselect: true,
             channels,
@@ -94,7 +99,7 @@ pub fn master_playlist_at(p: &LivePackager, prefix: &str) -> Option<String> {
         }
         master.variants.push(VariantStream {
             uri: format!("{prefix}{}/index.m3u8", v.id),
-            bandwidth: peak_bandwidth(v) + audio_bw,
+            bandwidth: v.peak_bandwidth() + audio_bw,
             average_bandwidth: Some(
                 v.bandwidth() + audio.first().map(|a| a.bandwidth()).unwrap_or(0),
             ),
@@ -118,21 +123,10 @@ fn write_master(m: &m3u8_rs::MasterPlaylist) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// The highest bitrate of a segment in the window (BANDWIDTH is a peak).
-fn peak_bandwidth(r: &Rendition) -> u64 {
-    let ts = u64::from(r.timescale());
-    r.segments
-        .iter()
-        .filter(|s| s.duration > 0)
-        .map(|s| s.size() as u64 * 8 * ts / s.duration as u64)
-        .max()
-        .unwrap_or_else(|| r.bandwidth())
-}
-
 /// The part target that a rendition's playlist advertises, seconds. Parts of
 /// a following track end at the first of its samples past the lead's cut, so
 /// they may run one of its frames longer.
-pub fn part_target(p: &LivePackager, r: &Rendition) -> f64 {
+pub fn part_target(p: &Presentation, r: &Rendition) -> f64 {
     let base = p.config().part_target + PART_SLACK;
     let lead = p.lead().map(|l| l.id == r.id).unwrap_or(true);
     let secs = if lead {
@@ -147,7 +141,7 @@ pub fn part_target(p: &LivePackager, r: &Rendition) -> f64 {
 }
 
 /// EXT-X-TARGETDURATION: whole seconds, at least the longest segment.
-pub fn target_duration(p: &LivePackager) -> u64 {
+pub fn target_duration(p: &Presentation) -> u64 {
     let longest = p
         .renditions()
         .iter()
@@ -185,13 +179,13 @@ fn file_name(stem: &str, tag: Option<&str>, ext: &str) -> String {
 }
 
 /// The media playlist of one rendition, or `None` if there is no such rendition.
-pub fn media_playlist(p: &LivePackager, rendition_id: &str, skip: Skip) -> Option<String> {
+pub fn media_playlist(p: &Presentation, rendition_id: &str, skip: Skip) -> Option<String> {
     media_playlist_with(p, rendition_id, skip, None)
 }
 
 /// [`media_playlist`], with the media encrypted as `keying` says.
 pub fn media_playlist_with(
-    p: &LivePackager,
+    p: &Presentation,
     rendition_id: &str,
     skip: Skip,
     keying: Option<&HlsKeying>,
@@ -203,7 +197,7 @@ pub fn media_playlist_with(
         .filter(|k| k.protected_init)
         .and_then(|k| k.init_key_period);
     // An init segment: its version and, with rotation, its key period.
-    let init_of = |s: &crate::live::Segment| (s.init_version, init_period.map(|f| f(s.msn)));
+    let init_of = |s: &Segment| (s.init_version, init_period.map(|f| f(s.msn)));
     let map_line = |out: &mut String, (v, k): (u32, Option<u64>)| {
         let stem = match k {
             Some(k) => format!("init-{v}.k{k}"),
@@ -242,7 +236,11 @@ pub fn media_playlist_with(
             3.0 * target as f64
         );
     }
-    let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={part_target:.3}");
+    if p.is_static() {
+        out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    } else {
+        let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={part_target:.3}");
+    }
     let first_msn = r
         .segments
         .front()
@@ -293,11 +291,9 @@ pub fn media_playlist_with(
             last_init = Some(init_of(s));
         }
         key_line(&mut out, s.msn);
-        let _ = writeln!(
-            out,
-            "#EXT-X-PROGRAM-DATE-TIME:{}",
-            rfc3339_ms(s.program_date_time_ms)
-        );
+        if let Some(pdt) = s.program_date_time_ms {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339_ms(pdt));
+        }
         if s.end() > parts_from && !ended {
             write_parts(&mut out, s.msn, &s.parts, ts, tag);
         }
@@ -317,11 +313,9 @@ pub fn media_playlist_with(
                 map_line(&mut out, init_of(b));
             }
             key_line(&mut out, b.msn);
-            let _ = writeln!(
-                out,
-                "#EXT-X-PROGRAM-DATE-TIME:{}",
-                rfc3339_ms(b.program_date_time_ms)
-            );
+            if let Some(pdt) = b.program_date_time_ms {
+                let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339_ms(pdt));
+            }
             write_parts(&mut out, b.msn, &b.parts, ts, tag);
         }
     }
@@ -353,13 +347,7 @@ pub fn media_playlist_with(
     Some(out)
 }
 
-fn write_parts(
-    out: &mut String,
-    msn: u64,
-    parts: &[crate::live::Part],
-    ts: f64,
-    tag: Option<&str>,
-) {
+fn write_parts(out: &mut String, msn: u64, parts: &[Part], ts: f64, tag: Option<&str>) {
     for (i, part) in parts.iter().enumerate() {
         let _ = write!(
             out,
@@ -378,6 +366,7 @@ fn write_parts(
 mod tests {
     use super::*;
     use crate::live::tests::{audio_track, feed, video_track};
+    use crate::LivePackager;
     use crate::PackagerConfig;
     use std::sync::Arc;
     use vela_media::MediaEvent;
@@ -402,7 +391,7 @@ mod tests {
     #[test]
     fn master_lists_video_variant_with_audio_group() {
         let p = running();
-        let text = master_playlist(&p).unwrap();
+        let text = master_playlist(&p.presentation()).unwrap();
         let m = match m3u8_rs::parse_playlist_res(text.as_bytes()) {
             Ok(m3u8_rs::Playlist::MasterPlaylist(m)) => m,
             other => panic!("{other:?}"),
@@ -423,7 +412,7 @@ mod tests {
     #[test]
     fn media_playlist_has_ll_hls_tags_and_parses() {
         let p = running();
-        let text = media_playlist(&p, "v1", Skip(false)).unwrap();
+        let text = media_playlist(&p.presentation(), "v1", Skip(false)).unwrap();
         let m = parse_media(&text);
         assert!(m.segments.len() >= 9, "{text}");
         assert_eq!(m.target_duration, 2);
@@ -456,8 +445,8 @@ mod tests {
             0,
         );
         feed(&mut p, 0, 40.0, 30, 0);
-        let full = parse_media(&media_playlist(&p, "v1", Skip(false)).unwrap());
-        let text = media_playlist(&p, "v1", Skip(true)).unwrap();
+        let full = parse_media(&media_playlist(&p.presentation(), "v1", Skip(false)).unwrap());
+        let text = media_playlist(&p.presentation(), "v1", Skip(true)).unwrap();
         let line = text
             .lines()
             .find(|l| l.starts_with("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
@@ -482,13 +471,13 @@ mod tests {
         );
         // Segment 5 begins at 10 s; at 10.2 s it has no part yet.
         feed(&mut p, 0, 10.2, 30, 1_795_000_000_000);
-        let text = media_playlist(&p, "v1", Skip(false)).unwrap();
+        let text = media_playlist(&p.presentation(), "v1", Skip(false)).unwrap();
         assert!(!text.contains("PRELOAD-HINT"), "{text}");
         let m = parse_media(&text);
         assert_eq!(m.segments.last().unwrap().uri, "seg-4.m4s", "{text}");
         // Once it has a part, the next part is hinted.
         feed(&mut p, 10_200, 0.3, 30, 1_795_000_010_200);
-        let text = media_playlist(&p, "v1", Skip(false)).unwrap();
+        let text = media_playlist(&p.presentation(), "v1", Skip(false)).unwrap();
         assert!(
             text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-5.1.m4s\""),
             "{text}"
@@ -499,7 +488,7 @@ mod tests {
     fn ended_stream_has_endlist_and_no_hint() {
         let mut p = running();
         p.push(MediaEvent::End, 0);
-        let text = media_playlist(&p, "a2", Skip(false)).unwrap();
+        let text = media_playlist(&p.presentation(), "a2", Skip(false)).unwrap();
         let m = parse_media(&text);
         assert!(m.end_list);
         assert!(!text.contains("PRELOAD-HINT"));
@@ -517,7 +506,8 @@ mod tests {
             key_attributes: &key_of,
             init_key_period: None,
         };
-        let text = media_playlist_with(&p, "v1", Skip(false), Some(&keying)).unwrap();
+        let text =
+            media_playlist_with(&p.presentation(), "v1", Skip(false), Some(&keying)).unwrap();
         let m = parse_media(&text);
         assert!(
             m.segments.iter().all(|s| s.uri.ends_with(".aes.m4s")),
@@ -558,7 +548,8 @@ mod tests {
             key_attributes: &key_of,
             init_key_period: Some(&period),
         };
-        let text = media_playlist_with(&p, "v1", Skip(false), Some(&keying)).unwrap();
+        let text =
+            media_playlist_with(&p.presentation(), "v1", Skip(false), Some(&keying)).unwrap();
         parse_media(&text);
         let lines: Vec<&str> = text.lines().collect();
         let mut current_map = "";
@@ -586,7 +577,7 @@ mod tests {
     fn audio_only_master_points_at_audio_playlist() {
         let mut p = LivePackager::new(PackagerConfig::default());
         p.push(MediaEvent::Tracks(Arc::new(vec![audio_track(1)])), 0);
-        let text = master_playlist(&p).unwrap();
+        let text = master_playlist(&p.presentation()).unwrap();
         assert!(text.contains("a1/index.m3u8"));
         assert!(text.contains("CODECS=\"mp4a.40.2\""));
     }
@@ -601,7 +592,7 @@ mod tests {
         feed(&mut p, 0, 6.0, 30, 0);
         p.push(MediaEvent::Discontinuity, 6_000);
         feed(&mut p, 0, 6.0, 30, 8_000);
-        let text = media_playlist(&p, "v1", Skip(false)).unwrap();
+        let text = media_playlist(&p.presentation(), "v1", Skip(false)).unwrap();
         let m = parse_media(&text);
         assert_eq!(
             m.segments.iter().filter(|s| s.discontinuity).count(),

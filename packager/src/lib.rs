@@ -1,16 +1,21 @@
-//! The CMAF packager (sans-IO).
+//! The packager: the format-neutral presentation model and its writers.
 //!
-//! [`live::LivePackager`] turns the media model's events into CMAF init
-//! segments, segments and low-latency parts, written once per rendition;
-//! [`hls`] and [`dash`] describe that one set of files as HLS/LL-HLS
-//! playlists and a DASH MPD. Nothing here does I/O or reads a clock: the
-//! origin drives it and serves what it holds.
+//! [`presentation`] describes what can be played (renditions, segments,
+//! parts, liveness) with no format's words; [`hls`], [`dash`] and [`smooth`]
+//! render it, and only it, as manifests. [`live::LivePackager`] (sans-IO)
+//! turns the media model's events into CMAF init segments, segments and
+//! low-latency parts, written once per rendition, and describes them as a
+//! presentation; stored media (the `vela-vod` crate) describes itself the
+//! same way. Nothing here does I/O or reads a clock: the origin drives it
+//! and serves what it holds.
 pub mod boxes;
 pub mod dash;
 pub mod fuzzing;
 pub mod hls;
 pub mod live;
+pub mod presentation;
 pub mod smooth;
 pub mod time_fmt;
 
-pub use live::{Changes, LivePackager, PackagerConfig, Part, Rendition, Segment};
+pub use live::{Changes, LivePackager, PackagerConfig};
+pub use presentation::{Liveness, Part, Presentation, Rendition, Segment};

@@ -31,6 +31,7 @@ use bytes::Bytes;
 use vela_media::{AudioCodec, CodecConfig, Frame, MediaEvent, MediaKind, Track};
 
 use crate::boxes::{self, Sample};
+use crate::presentation::{self, Part, Segment};
 
 /// Packaging settings of one live stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,66 +62,21 @@ const SEGMENT_CUT_RATIO: f64 = 0.9;
 /// the target length into a cut one frame early.
 pub(crate) const PART_SLACK: f64 = 0.002;
 
-/// One partial segment: a CMAF chunk (`moof`+`mdat`).
-#[derive(Debug, Clone)]
-pub struct Part {
-    /// Decode time of the first sample, in the track's timescale.
-    pub start: i64,
-    pub duration: i64,
-    /// Starts with a keyframe.
-    pub independent: bool,
-    pub data: Bytes,
-}
-
-/// A media segment: the concatenation of its parts.
-#[derive(Debug, Clone)]
-pub struct Segment {
-    /// Media sequence number (HLS) / segment number (DASH).
-    pub msn: u64,
-    pub start: i64,
-    pub duration: i64,
-    pub parts: Vec<Part>,
-    /// The first segment after a discontinuity.
-    pub discontinuity: bool,
-    /// Which init segment this segment needs.
-    pub init_version: u32,
-    /// Wall-clock time of the segment's start, unix milliseconds.
-    pub program_date_time_ms: i64,
-}
-
-impl Segment {
-    pub fn end(&self) -> i64 {
-        self.start + self.duration
-    }
-
-    pub fn size(&self) -> usize {
-        self.parts.iter().map(|p| p.data.len()).sum()
-    }
-
-    /// The segment's bytes as chunks, in order (no copy).
-    pub fn chunks(&self) -> impl Iterator<Item = &Bytes> {
-        self.parts.iter().map(|p| &p.data)
-    }
-}
-
-/// One track's output: its init segment(s) and its segments.
+/// One track's output: its init segment(s), its segments' timing (the
+/// presentation model's [`presentation::Rendition`], read through `Deref`)
+/// and, beside it, their bytes.
 #[derive(Debug)]
 pub struct Rendition {
-    /// URL-safe id: `v1`, `a2` (kind letter and track id).
-    pub id: String,
-    pub track: Track,
+    meta: presentation::Rendition,
     /// Init segments by version, oldest first, as (version, bytes).
     pub inits: Vec<(u32, Bytes)>,
-    /// Complete segments in the DVR window, oldest first.
-    pub segments: VecDeque<Segment>,
-    /// The segment being built (its parts so far), if any.
-    pub building: Option<Segment>,
-    /// Discontinuities that have left the window (EXT-X-DISCONTINUITY-SEQUENCE).
-    pub discontinuity_sequence: u64,
-    /// Bytes of all media written so far (for the bitrate estimate).
+    /// The parts' bytes of each complete segment in `meta.segments`, in the
+    /// same order.
+    media: VecDeque<Vec<Bytes>>,
+    /// The parts' bytes of the segment being built.
+    building_media: Vec<Bytes>,
+    /// Bytes of all media written so far.
     pub bytes_total: u64,
-    /// Longest segment so far, in timescale ticks.
-    pub max_segment_duration: i64,
 
     pending: Vec<Sample>,
     pending_start: i64,
@@ -133,31 +89,35 @@ pub struct Rendition {
     offset: i64,
     /// AAC: the decode time the next frame should have.
     expected_next: Option<i64>,
-    init_version: u32,
     next_segment_discontinuity: bool,
+}
+
+impl std::ops::Deref for Rendition {
+    type Target = presentation::Rendition;
+
+    fn deref(&self) -> &presentation::Rendition {
+        &self.meta
+    }
 }
 
 impl Rendition {
     fn new(track: Track) -> Self {
-        let id = format!(
-            "{}{}",
-            if track.kind() == MediaKind::Video {
-                'v'
-            } else {
-                'a'
-            },
-            track.id
-        );
         let init = boxes::init_segment(&track);
         Rendition {
-            id,
-            track,
+            meta: presentation::Rendition {
+                id: presentation::rendition_id(&track),
+                track,
+                language: None,
+                segments: VecDeque::new(),
+                building: None,
+                discontinuity_sequence: 0,
+                max_segment_duration: 0,
+                current_init_version: 0,
+            },
             inits: vec![(0, init)],
-            segments: VecDeque::new(),
-            building: None,
-            discontinuity_sequence: 0,
+            media: VecDeque::new(),
+            building_media: Vec::new(),
             bytes_total: 0,
-            max_segment_duration: 0,
             pending: Vec::new(),
             pending_start: 0,
             last_dts: None,
@@ -165,13 +125,13 @@ impl Rendition {
             cuts: VecDeque::new(),
             offset: 0,
             expected_next: None,
-            init_version: 0,
             next_segment_discontinuity: false,
         }
     }
 
-    pub fn timescale(&self) -> u32 {
-        self.track.timescale
+    /// The timing model of this rendition.
+    pub fn meta(&self) -> &presentation::Rendition {
+        &self.meta
     }
 
     pub fn init(&self, version: u32) -> Option<&Bytes> {
@@ -181,86 +141,20 @@ impl Rendition {
             .map(|(_, b)| b)
     }
 
-    pub fn current_init_version(&self) -> u32 {
-        self.init_version
-    }
-
-    /// A complete or in-progress segment by number.
-    pub fn segment(&self, msn: u64) -> Option<&Segment> {
-        if let Some(b) = self.building.as_ref().filter(|b| b.msn == msn) {
-            return Some(b);
+    /// The bytes of segment `msn`'s parts, in order (complete or being built).
+    pub fn segment_data(&self, msn: u64) -> Option<&[Bytes]> {
+        if self.meta.building.as_ref().is_some_and(|b| b.msn == msn) {
+            return Some(&self.building_media);
         }
-        let first = self.segments.front()?.msn;
-        let idx = msn.checked_sub(first)?;
-        self.segments
-            .get(usize::try_from(idx).ok()?)
-            .filter(|s| s.msn == msn)
+        let first = self.meta.segments.front()?.msn;
+        let idx = usize::try_from(msn.checked_sub(first)?).ok()?;
+        self.meta.segments.get(idx).filter(|s| s.msn == msn)?;
+        self.media.get(idx).map(Vec::as_slice)
     }
 
-    /// The newest segment number and the index of its newest part:
-    /// (LAST-MSN, LAST-PART) of a rendition report.
-    pub fn last_part(&self) -> Option<(u64, usize)> {
-        match &self.building {
-            Some(b) if !b.parts.is_empty() => Some((b.msn, b.parts.len() - 1)),
-            _ => self
-                .segments
-                .back()
-                .map(|s| (s.msn, s.parts.len().saturating_sub(1))),
-        }
-    }
-
-    /// The oldest segment number this rendition lists: its first complete
-    /// segment, or the one being built when none is complete yet.
-    pub fn first_msn(&self) -> u64 {
-        self.segments
-            .front()
-            .map_or_else(|| self.next_part().0, |s| s.msn)
-    }
-
-    /// The number of the next part to be written: (msn, part index).
-    pub fn next_part(&self) -> (u64, usize) {
-        match (&self.building, self.segments.back()) {
-            (Some(b), _) => (b.msn, b.parts.len()),
-            (None, Some(s)) => (s.msn + 1, 0),
-            (None, None) => (0, 0),
-        }
-    }
-
-    /// Whether part `part` of segment `msn` (or, without a part, the whole
-    /// segment) exists. A part index past the end of a complete segment means
-    /// the first part of the next one (how LL-HLS clients ask for "the next part").
-    pub fn has(&self, msn: u64, part: Option<usize>) -> bool {
-        let complete = self.segments.back().is_some_and(|s| s.msn >= msn);
-        match part {
-            None => complete,
-            Some(p) => {
-                if complete {
-                    match self.segment(msn) {
-                        Some(s) if p < s.parts.len() => true,
-                        Some(_) => self.has(msn + 1, Some(0)),
-                        None => true, // left the window: long available
-                    }
-                } else {
-                    self.building
-                        .as_ref()
-                        .is_some_and(|b| b.msn == msn && b.parts.len() > p)
-                }
-            }
-        }
-    }
-
-    /// Estimated bits per second over the window.
-    pub fn bandwidth(&self) -> u64 {
-        let dur: i64 = self.segments.iter().map(|s| s.duration).sum();
-        let bytes: usize = self.segments.iter().map(|s| s.size()).sum();
-        if dur > 0 {
-            (bytes as u64 * 8 * u64::from(self.track.timescale)) / dur as u64
-        } else {
-            u64::from(self.track.bitrate.unwrap_or(match self.track.kind() {
-                MediaKind::Video => 2_500_000,
-                MediaKind::Audio => 128_000,
-            }))
-        }
+    /// The bytes of part `idx` of segment `msn`.
+    pub fn part_data(&self, msn: u64, idx: usize) -> Option<&Bytes> {
+        self.segment_data(msn)?.get(idx)
     }
 
     fn aac_frame_duration(&self) -> Option<i64> {
@@ -302,32 +196,38 @@ impl Rendition {
             start: self.pending_start,
             duration,
             independent: samples[0].keyframe,
-            data,
+            size: data.len() as u64,
         };
-        if let Some(b) = self.building.as_mut() {
+        if let Some(b) = self.meta.building.as_mut() {
             b.duration = part.start + part.duration - b.start;
+            b.size += part.size;
             b.parts.push(part);
+            self.building_media.push(data);
         }
     }
 
     fn close_segment(&mut self, window_ticks: i64) {
-        let Some(seg) = self.building.take() else {
+        let Some(seg) = self.meta.building.take() else {
             return;
         };
+        let data = std::mem::take(&mut self.building_media);
         if seg.parts.is_empty() {
             return;
         }
-        self.max_segment_duration = self.max_segment_duration.max(seg.duration);
+        let meta = &mut self.meta;
+        meta.max_segment_duration = meta.max_segment_duration.max(seg.duration);
         let end = seg.end();
-        self.segments.push_back(seg);
-        while self
+        meta.segments.push_back(seg);
+        self.media.push_back(data);
+        while meta
             .segments
             .front()
             .is_some_and(|s| s.end() < end - window_ticks)
         {
-            if let Some(old) = self.segments.pop_front() {
+            self.media.pop_front();
+            if let Some(old) = meta.segments.pop_front() {
                 if old.discontinuity {
-                    self.discontinuity_sequence += 1;
+                    meta.discontinuity_sequence += 1;
                 }
             }
         }
@@ -336,14 +236,16 @@ impl Rendition {
     fn open_segment(&mut self, msn: u64, start: i64, anchor_ms: i64) {
         let pdt =
             anchor_ms + (start as f64 * 1000.0 / f64::from(self.track.timescale)).round() as i64;
-        self.building = Some(Segment {
+        self.building_media.clear();
+        self.meta.building = Some(Segment {
             msn,
             start,
             duration: 0,
             parts: Vec::new(),
             discontinuity: std::mem::take(&mut self.next_segment_discontinuity),
-            init_version: self.init_version,
-            program_date_time_ms: pdt,
+            init_version: self.meta.current_init_version,
+            program_date_time_ms: Some(pdt),
+            size: 0,
         });
     }
 
@@ -489,6 +391,23 @@ impl LivePackager {
         self.anchor_ms
     }
 
+    /// The stream as the presentation model: a snapshot of every
+    /// rendition's timing (no media bytes) for the manifest writers.
+    pub fn presentation(&self) -> presentation::Presentation {
+        presentation::Presentation {
+            liveness: if self.is_ended() {
+                presentation::Liveness::Ended
+            } else {
+                presentation::Liveness::Live
+            },
+            anchor_ms: self.anchor_ms,
+            timing: self.config.clone(),
+            renditions: self.renditions.iter().map(|r| r.meta.clone()).collect(),
+            lead: self.lead,
+            timelines: self.timelines.clone(),
+        }
+    }
+
     /// Frames dropped as unusable (before the first keyframe, out of order).
     pub fn dropped_frames(&self) -> u64 {
         self.dropped_frames
@@ -562,16 +481,18 @@ impl LivePackager {
                 .cloned();
             if let Some(t) = t {
                 let r = &mut self.renditions[i];
-                r.init_version += 1;
-                r.track = t;
-                r.inits
-                    .push((r.init_version, boxes::init_segment(&r.track)));
+                r.meta.current_init_version += 1;
+                r.meta.track = t;
+                r.inits.push((
+                    r.meta.current_init_version,
+                    boxes::init_segment(&r.meta.track),
+                ));
                 // Old init segments are kept while segments refer to them.
                 let oldest = r
                     .segments
                     .front()
                     .map(|s| s.init_version)
-                    .unwrap_or(r.init_version);
+                    .unwrap_or(r.meta.current_init_version);
                 r.inits.retain(|(v, _)| *v >= oldest);
             }
         }
@@ -793,7 +714,7 @@ impl LivePackager {
             apply_cut(r, dts, kind, &mut self.frag_seq, anchor, window, changes);
         }
         if r.building.as_ref().is_some_and(|b| b.parts.is_empty()) && r.pending.is_empty() {
-            if let Some(b) = r.building.as_mut() {
+            if let Some(b) = r.meta.building.as_mut() {
                 b.start = dts;
             }
         }
@@ -961,7 +882,7 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(v.segments[0].start, 0, "output timeline starts at zero");
-        assert_eq!(v.segments[0].program_date_time_ms, 1_000_000);
+        assert_eq!(v.segments[0].program_date_time_ms, Some(1_000_000));
     }
 
     #[test]
@@ -1025,7 +946,7 @@ pub(crate) mod tests {
             (start - 7.0).abs() < 0.05,
             "resumes at wall-clock time, got {start}"
         );
-        assert_eq!(first_after.program_date_time_ms, 7_000);
+        assert_eq!(first_after.program_date_time_ms, Some(7_000));
         let a = p.rendition("a2").unwrap();
         assert!(a
             .segments
@@ -1049,7 +970,7 @@ pub(crate) mod tests {
         let before = v.segments.len();
         feed(&mut p, 0, 4.0, 30, 8_000);
         assert!(p.rendition("v1").unwrap().segments.len() > before);
-        assert!(crate::hls::target_duration(&p) <= 3);
+        assert!(crate::hls::target_duration(&p.presentation()) <= 3);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use vela_media::{AudioCodec, CodecConfig, MediaKind, VideoCodec};
 
 use crate::boxes::{self, BoxWriter, Sample};
 use crate::dash::xml_escape;
-use crate::live::{LivePackager, Rendition, Segment};
+use crate::presentation::{Presentation, Rendition, Segment};
 
 /// Smooth Streaming's clock: 10 MHz.
 pub const TIMESCALE: u64 = 10_000_000;
@@ -38,24 +38,28 @@ fn to_hns(t: i64, timescale: u32) -> u64 {
     (i128::from(t.max(0)) * i128::from(TIMESCALE) / i128::from(timescale)) as u64
 }
 
-/// The tracks Smooth can carry: H.264 video and AAC audio.
-fn smooth_renditions(p: &LivePackager) -> impl Iterator<Item = &Rendition> {
-    p.renditions().iter().filter(|r| {
-        matches!(
-            r.track.config,
-            CodecConfig::Video {
-                codec: VideoCodec::H264,
-                ..
-            } | CodecConfig::Audio {
-                codec: AudioCodec::Aac,
-                ..
-            }
-        )
-    })
+/// The renditions Smooth carries: the first H.264 video and the first AAC
+/// audio rendition (one stream of each kind, named `video` and `audio`).
+fn smooth_renditions(p: &Presentation) -> impl Iterator<Item = &Rendition> {
+    [MediaKind::Video, MediaKind::Audio]
+        .into_iter()
+        .filter_map(|kind| rendition_for(p, kind))
 }
 
-fn rendition_for(p: &LivePackager, kind: MediaKind) -> Option<&Rendition> {
-    smooth_renditions(p).find(|r| r.track.kind() == kind)
+fn rendition_for(p: &Presentation, kind: MediaKind) -> Option<&Rendition> {
+    p.renditions().iter().find(|r| {
+        r.track.kind() == kind
+            && matches!(
+                r.track.config,
+                CodecConfig::Video {
+                    codec: VideoCodec::H264,
+                    ..
+                } | CodecConfig::Audio {
+                    codec: AudioCodec::Aac,
+                    ..
+                }
+            )
+    })
 }
 
 /// `CodecPrivateData` for H.264: Annex B SPS and PPS from the avcC record.
@@ -103,7 +107,7 @@ fn listed(r: &Rendition, ended: bool) -> impl Iterator<Item = &Segment> {
 }
 
 /// The client manifest, or `None` before there is anything to list.
-pub fn client_manifest(p: &LivePackager) -> Option<String> {
+pub fn client_manifest(p: &Presentation) -> Option<String> {
     client_manifest_with(p, None, "")
 }
 
@@ -121,7 +125,7 @@ pub struct ProtectionHeader {
 /// and fragment URLs under `prefix` (a relative path ending in `/`, or "";
 /// e.g. the playback token's path).
 pub fn client_manifest_with(
-    p: &LivePackager,
+    p: &Presentation,
     protection: Option<&ProtectionHeader>,
     prefix: &str,
 ) -> Option<String> {
@@ -199,7 +203,8 @@ fn write_stream_index(out: &mut String, r: &Rendition, ended: bool, prefix: &str
         } => {
             let _ = writeln!(
                 out,
-                "  <StreamIndex Type=\"audio\" Name=\"audio\" Language=\"und\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"{}QualityLevels({{bitrate}})/Fragments(audio={{start time}})\">",
+                "  <StreamIndex Type=\"audio\" Name=\"audio\" Language=\"{}\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"{}QualityLevels({{bitrate}})/Fragments(audio={{start time}})\">",
+                xml_escape(r.language.as_deref().unwrap_or("und")),
                 segs.len(),
                 xml_escape(prefix)
             );
@@ -248,29 +253,35 @@ pub enum SmoothError {
     Corrupt(#[from] boxes::FragmentError),
 }
 
-/// The rendition and segment number behind the fragment at `t` (10 MHz) of
-/// the `kind` stream (for encrypting it with that segment's key).
-pub fn fragment_source(p: &LivePackager, kind: MediaKind, t: u64) -> Option<(&Rendition, u64)> {
+/// The rendition and segment behind the fragment at `t` (10 MHz) of the
+/// `kind` stream.
+pub fn fragment_source(
+    p: &Presentation,
+    kind: MediaKind,
+    t: u64,
+) -> Option<(&Rendition, &Segment)> {
     let r = rendition_for(p, kind)?;
     let ts = r.timescale();
     let seg = r.segments.iter().find(|s| to_hns(s.start, ts) == t)?;
-    Some((r, seg.msn))
+    Some((r, seg))
 }
 
-/// The Smooth fragment starting at `t` (10 MHz) of the `kind` stream.
-pub fn fragment(p: &LivePackager, kind: MediaKind, t: u64) -> Result<Bytes, SmoothError> {
-    let r = rendition_for(p, kind).ok_or(SmoothError::NotFound)?;
-    let ts = r.timescale();
-    let idx = r
-        .segments
-        .iter()
-        .position(|s| to_hns(s.start, ts) == t)
-        .ok_or(SmoothError::NotFound)?;
-    let seg = &r.segments[idx];
+/// The samples of a segment's CMAF parts (zero-copy).
+pub fn samples_of_parts<'a>(
+    parts: impl IntoIterator<Item = &'a Bytes>,
+) -> Result<Vec<Sample>, SmoothError> {
     let mut samples: Vec<Sample> = Vec::new();
-    for part in &seg.parts {
-        samples.extend(boxes::read_fragment(&part.data)?.samples);
+    for part in parts {
+        samples.extend(boxes::read_fragment(part)?.samples);
     }
+    Ok(samples)
+}
+
+/// The Smooth fragment of segment `seg` of `r`, from its samples (timed in
+/// the rendition's timescale, in decode order).
+pub fn fragment(r: &Rendition, seg: &Segment, mut samples: Vec<Sample>) -> Bytes {
+    let ts = r.timescale();
+    let t = to_hns(seg.start, ts);
     // Rescale durations to 10 MHz without drift: each sample ends where its
     // rounded end on the source clock says.
     let mut at = seg.start;
@@ -286,7 +297,7 @@ pub fn fragment(p: &LivePackager, kind: MediaKind, t: u64) -> Result<Bytes, Smoo
     let next: Vec<(u64, u64)> = r
         .segments
         .iter()
-        .skip(idx + 1)
+        .filter(|n| n.msn > seg.msn)
         .take(LOOKAHEAD)
         .map(|n| {
             (
@@ -296,14 +307,7 @@ pub fn fragment(p: &LivePackager, kind: MediaKind, t: u64) -> Result<Bytes, Smoo
         })
         .collect();
     let duration = to_hns(seg.end(), ts) - t;
-    Ok(write_fragment(
-        seg.msn as u32 + 1,
-        r.track.id,
-        t,
-        duration,
-        &next,
-        &samples,
-    ))
+    write_fragment(seg.msn as u32 + 1, r.track.id, t, duration, &next, &samples)
 }
 
 fn write_fragment(
@@ -378,6 +382,15 @@ fn write_fragment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::LivePackager;
+
+    /// The Smooth fragment at `t` as the origin builds it from live parts.
+    fn live_fragment(p: &crate::LivePackager, kind: MediaKind, t: u64) -> Bytes {
+        let pres = p.presentation();
+        let (r, seg) = fragment_source(&pres, kind, t).unwrap();
+        let parts = p.rendition(&r.id).unwrap().segment_data(seg.msn).unwrap();
+        fragment(r, seg, samples_of_parts(parts).unwrap())
+    }
     use crate::live::tests::{audio_track, feed};
     use crate::PackagerConfig;
     use quick_xml::events::Event;
@@ -440,7 +453,7 @@ mod tests {
     #[test]
     fn live_manifest_lists_fragments_and_holds_back_lookahead() {
         let p = running();
-        let xml = client_manifest(&p).unwrap();
+        let xml = client_manifest(&p.presentation()).unwrap();
         assert!(xml.contains("IsLive=\"TRUE\""));
         assert!(
             xml.contains("CodecPrivateData=\"000000016764001E0000000168EB\""),
@@ -456,7 +469,7 @@ mod tests {
     #[test]
     fn every_listed_fragment_is_served_with_tfxd_matching_the_manifest() {
         let p = running();
-        let xml = client_manifest(&p).unwrap();
+        let xml = client_manifest(&p.presentation()).unwrap();
         for kind in [MediaKind::Video, MediaKind::Audio] {
             let name = if kind == MediaKind::Video {
                 "video"
@@ -464,7 +477,7 @@ mod tests {
                 "audio"
             };
             for (t, d) in c_entries(&xml, name) {
-                let frag = fragment(&p, kind, t).unwrap();
+                let frag = live_fragment(&p, kind, t);
                 let at = frag.windows(16).position(|w| w == TFXD).expect("tfxd");
                 let abs = u64::from_be_bytes(frag[at + 20..at + 28].try_into().unwrap());
                 let dur = u64::from_be_bytes(frag[at + 28..at + 36].try_into().unwrap());
@@ -498,9 +511,9 @@ mod tests {
     #[test]
     fn tfrf_announces_the_held_back_fragments() {
         let p = running();
-        let xml = client_manifest(&p).unwrap();
+        let xml = client_manifest(&p.presentation()).unwrap();
         let (t, _) = *c_entries(&xml, "video").last().unwrap();
-        let frag = fragment(&p, MediaKind::Video, t).unwrap();
+        let frag = live_fragment(&p, MediaKind::Video, t);
         let at = frag.windows(16).position(|w| w == TFRF).expect("tfrf");
         assert_eq!(frag[at + 20], LOOKAHEAD as u8);
     }
@@ -512,7 +525,7 @@ mod tests {
             system_id: "9A04F079-9840-4286-AB92-E65BE0885F95".into(),
             value: "AAAA".into(),
         };
-        let xml = client_manifest_with(&p, Some(&h), "").unwrap();
+        let xml = client_manifest_with(&p.presentation(), Some(&h), "").unwrap();
         let mut reader = quick_xml::Reader::from_str(&xml);
         let mut found = None;
         let mut inside = false;
@@ -534,7 +547,9 @@ mod tests {
             }
         }
         assert_eq!(found.as_deref(), Some("AAAA"));
-        assert!(!client_manifest(&p).unwrap().contains("<Protection>"));
+        assert!(!client_manifest(&p.presentation())
+            .unwrap()
+            .contains("<Protection>"));
     }
 
     #[test]
@@ -549,17 +564,14 @@ mod tests {
         );
         assert_eq!(parse_fragment_name("Fragments(text=0)"), None);
         assert_eq!(parse_fragment_name("Fragments(video=x)"), None);
-        assert_eq!(
-            fragment(&running(), MediaKind::Video, 123),
-            Err(SmoothError::NotFound)
-        );
+        assert!(fragment_source(&running().presentation(), MediaKind::Video, 123).is_none());
     }
 
     #[test]
     fn ended_stream_manifest_is_on_demand() {
         let mut p = running();
         p.push(MediaEvent::End, 0);
-        let xml = client_manifest(&p).unwrap();
+        let xml = client_manifest(&p.presentation()).unwrap();
         assert!(!xml.contains("IsLive"));
         assert_eq!(
             c_entries(&xml, "video").len(),
