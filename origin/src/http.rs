@@ -84,6 +84,8 @@ pub enum OriginError {
     NotYet,
     #[error("internal error")]
     Internal,
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable,
     #[error("{0}")]
     Denied(#[from] Denied),
 }
@@ -95,6 +97,7 @@ impl IntoResponse for OriginError {
             OriginError::BadRequest(_) => StatusCode::BAD_REQUEST,
             OriginError::NotYet => StatusCode::SERVICE_UNAVAILABLE,
             OriginError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            OriginError::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             OriginError::Denied(d) => return denied_response(d),
         };
         let mut res = (status, format!("{self}\n")).into_response();
@@ -104,7 +107,7 @@ impl IntoResponse for OriginError {
     }
 }
 
-type OriginResult = Result<Response, OriginError>;
+pub(crate) type OriginResult = Result<Response, OriginError>;
 
 /// A refused playback: 401 without a token, 403 with a bad one; a JSON
 /// error that says which, and nothing else.
@@ -118,19 +121,19 @@ fn denied_response(d: Denied) -> Response {
 
 /// Playback authorisation of a request for `stream` (see [`access`]):
 /// the token when the stream needs one and it opens it.
-fn authorize<'t>(
-    state: &OriginState,
+pub(crate) fn authorize<'t>(
+    gate: Option<&SharedGate>,
     stream: &str,
     token: Option<&'t str>,
 ) -> Result<Option<&'t str>, OriginError> {
-    access::check(state.access.as_ref(), stream, token, now_ms() / 1000).map_err(|d| {
+    access::check(gate, stream, token, now_ms() / 1000).map_err(|d| {
         tracing::info!(stream, reason = d.code(), "playback refused");
         OriginError::Denied(d)
     })
 }
 
 /// Where a manifest puts the URLs it writes: under the token's path.
-fn token_prefix(token: Option<&str>) -> String {
+pub(crate) fn token_prefix(token: Option<&str>) -> String {
     token.map(|t| format!("t/{t}/")).unwrap_or_default()
 }
 
@@ -296,13 +299,13 @@ async fn wait_for_media(
 }
 
 /// FNV-1a, for ETags of generated manifests.
-fn fnv1a(data: &[u8]) -> u64 {
+pub(crate) fn fnv1a(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
-fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -349,7 +352,7 @@ async fn master_playlist(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
-    let token = authorize(&state, &name, access::query_token(query.as_deref()))?;
+    let token = authorize(state.access.as_ref(), &name, access::query_token(query.as_deref()))?;
     let s = stream(&state, &name)?;
     wait_for_media(&state, &s, FirstMedia::Start).await?;
     let p = s.presentation();
@@ -368,7 +371,7 @@ async fn manifest_mpd(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
-    let token = authorize(&state, &name, access::query_token(query.as_deref()))?;
+    let token = authorize(state.access.as_ref(), &name, access::query_token(query.as_deref()))?;
     let s = stream(&state, &name)?;
     wait_for_media(&state, &s, FirstMedia::Part).await?;
     let host = headers
@@ -419,7 +422,7 @@ async fn smooth_manifest(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
-    let token = authorize(&state, &name, access::query_token(query.as_deref()))?;
+    let token = authorize(state.access.as_ref(), &name, access::query_token(query.as_deref()))?;
     let s = stream(&state, &name)?;
     let policy = policy_of(&state, &name);
     if !policy.serves_smooth() {
@@ -526,7 +529,7 @@ async fn key_file(
     };
     match prot.keys.find_with_stream(&kid) {
         Some((stream, k)) => {
-            if let Err(e) = authorize(&state, &stream, access::query_token(query.as_deref())) {
+            if let Err(e) = authorize(state.access.as_ref(), &stream, access::query_token(query.as_deref())) {
                 return e.into_response();
             }
             (
@@ -557,7 +560,7 @@ async fn clearkey_license(
     let refused = std::cell::Cell::new(None);
     let result = vela_drm::clearkey::license_response(&body, |kid| {
         let (stream, k) = prot.keys.find_with_stream(kid)?;
-        match authorize(&state, &stream, token) {
+        match authorize(state.access.as_ref(), &stream, token) {
             Ok(_) => Some(k.key),
             Err(OriginError::Denied(d)) => {
                 refused.set(refused.get().or(Some(d)));
@@ -666,7 +669,7 @@ async fn serve_media_playlist(
     query: Option<String>,
     headers: HeaderMap,
 ) -> OriginResult {
-    let token = authorize(&state, &name, token.as_deref())?;
+    let token = authorize(state.access.as_ref(), &name, token.as_deref())?;
     let s = stream(&state, &name)?;
     let d = directives(query.as_deref())?;
     if s.presentation().rendition(&rid).is_none() {
@@ -839,7 +842,7 @@ async fn media_file(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
-    authorize(&state, &name, access::query_token(query.as_deref()))?;
+    authorize(state.access.as_ref(), &name, access::query_token(query.as_deref()))?;
     serve_media_file(state, name, rid, file, headers).await
 }
 
@@ -849,7 +852,7 @@ async fn media_file_with_token(
     Path((name, token, rid, file)): Path<(String, String, String, String)>,
     headers: HeaderMap,
 ) -> OriginResult {
-    authorize(&state, &name, Some(&token))?;
+    authorize(state.access.as_ref(), &name, Some(&token))?;
     serve_media_file(state, name, rid, file, headers).await
 }
 

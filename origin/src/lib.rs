@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod protect;
 pub mod source;
 
+
 pub use http::{router, OriginState};
 pub use live::{LiveRegistry, LiveStream, StreamSettings};
