@@ -230,6 +230,36 @@ mod tests {
     }
 
     #[test]
+    fn index_cache_keys_on_file_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.mp4");
+        std::fs::write(&path, crate::synth::small_file()).unwrap();
+        let cache = IndexCache::new(1 << 20, IndexOptions::default());
+        let (a, _, ka) = cache.open(&path).unwrap();
+        let (b, _, kb) = cache.open(&path).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "second open is a hit");
+        assert_eq!(ka, kb);
+        assert_eq!(cache.bytes(), a.heap_size());
+        // A rewritten file (another size) is indexed again; the old version
+        // leaves the cache.
+        let mut f = crate::synth::small_file();
+        f.extend_from_slice(&[0, 0, 0, 8, b'f', b'r', b'e', b'e']);
+        std::fs::write(&path, f).unwrap();
+        let (c, _, kc) = cache.open(&path).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_ne!(ka, kc);
+        assert_eq!(cache.len(), 1);
+        // A budget below one index caches nothing.
+        let tiny = IndexCache::new(16, IndexOptions::default());
+        tiny.open(&path).unwrap();
+        assert!(tiny.is_empty());
+        assert!(matches!(
+            cache.open(&dir.path().join("missing.mp4")),
+            Err(VodError::Io { what: "open", .. })
+        ));
+    }
+
+    #[test]
     fn fragment_cache_builds_once() {
         let c = FragmentCache::new(1000);
         let key = FragmentKey {

@@ -634,6 +634,13 @@ mod tests {
     }
 
     #[test]
+    fn elng_tag() {
+        assert_eq!(parse_elng(b"\0\0\0\0en-US\0").as_deref(), Some("en-US"));
+        assert_eq!(parse_elng(b"\0\0\0\0\0"), None);
+        assert_eq!(parse_elng(b"\0\0"), None);
+    }
+
+    #[test]
     fn asc_rates() {
         assert_eq!(asc_sample_rate(&[0x11, 0x90]), Some(48000));
         assert_eq!(asc_sample_rate(&[0x12, 0x10]), Some(44100));

@@ -18,6 +18,15 @@ use crate::VodError;
 
 /// Share of the target after which a keyframe may start a segment.
 const CUT_RATIO: f64 = 0.9;
+/// Samples per track: a day of 120 fps video or of 96 kHz AAC is below a
+/// quarter of it. A table of zero-sized samples can claim billions in a few
+/// bytes; this bounds the walk.
+pub const MAX_SAMPLES: u32 = 1 << 25;
+/// Segments per asset: 23 days at 4 s. Bounds the index's allocation.
+pub const MAX_SEGMENTS: usize = 1 << 19;
+/// Decode and presentation times stay below this (about 2^62 ticks), so
+/// sums of a time and an edit shift never overflow.
+const MAX_TIME: u64 = 1 << 62;
 
 /// A presentation time on a track's timescale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +69,13 @@ pub struct TrackPlan {
 /// Checks the tables' counts against each other before walking.
 fn check_counts(t: &ParsedTrack) -> Result<(), VodError> {
     let n = u64::from(t.tables.sizes.count());
+    if n > u64::from(MAX_SAMPLES) {
+        return Err(VodError::TooLarge {
+            what: "sample count",
+            size: n,
+            limit: u64::from(MAX_SAMPLES),
+        });
+    }
     let stts: u64 = t.tables.stts.iter().map(|e| u64::from(e.0)).sum();
     if stts != n {
         return Err(VodError::table(
@@ -129,14 +145,23 @@ fn walk(
     loop {
         let before = w.pos;
         let Some(s) = w.next_sample()? else { break };
+        if s.dts >= MAX_TIME {
+            return Err(VodError::table(t.id, "stts", "decode time out of range"));
+        }
+        // Edit shifts are below 2^40 (moov::edit_shift).
         let dts = s.dts + dts_add;
-        let pts = i64::try_from(dts)
-            .ok()
-            .and_then(|d| d.checked_add(i64::from(s.cts) + cts_add))
-            .ok_or_else(|| VodError::table(t.id, "stts", "time out of range"))?;
+        // |cts + cts_add| < 2^42: no overflow next to MAX_TIME.
+        let pts = dts as i64 + i64::from(s.cts) + cts_add;
         // At sample 0 a count above zero means the track starts after some
         // cuts: the segments before it are empty.
         for _ in 0..starts(s.sync, pts, dts) {
+            if segs.len() >= MAX_SEGMENTS {
+                return Err(VodError::TooLarge {
+                    what: "segment count",
+                    size: segs.len() as u64 + 1,
+                    limit: MAX_SEGMENTS as u64,
+                });
+            }
             segs.push(SegEntry {
                 pos: before,
                 pts: i64::MAX,
@@ -149,6 +174,9 @@ fn walk(
         bytes += u64::from(s.size);
     }
     let end = w.pos;
+    if end.dts >= MAX_TIME {
+        return Err(VodError::table(t.id, "stts", "duration out of range"));
+    }
     // An empty segment presents from where the next one starts.
     let mut next_pts = (end.dts + dts_add) as i64;
     for seg in segs.iter_mut().rev() {

@@ -43,7 +43,7 @@ fn read<R: ReadAt + ?Sized>(
 
 /// Walks the top-level boxes and reads the `moov` body.
 pub fn find_moov<R: ReadAt + ?Sized>(src: &R) -> Result<MoovBytes, VodError> {
-    let file_len = src.len().map_err(|source| VodError::Io {
+    let file_len = src.size().map_err(|source| VodError::Io {
         what: "file length",
         offset: 0,
         source,

@@ -113,7 +113,7 @@ impl ReadAt for SparseFile {
         Ok(())
     }
 
-    fn len(&self) -> std::io::Result<u64> {
+    fn size(&self) -> std::io::Result<u64> {
         Ok(self.len)
     }
 }
