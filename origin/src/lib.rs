@@ -13,6 +13,7 @@ pub mod live;
 pub mod metrics;
 pub mod protect;
 pub mod source;
+pub mod thumb;
 pub mod vod;
 
 

@@ -40,6 +40,7 @@ use vela_vod::{FragmentCache, FragmentKey, IndexCache, IndexOptions, MediaIndex,
 
 use crate::http::{authorize, not_modified, token_prefix, OriginError, OriginResult};
 use crate::metrics;
+use crate::source::MediaSource;
 
 /// Manifests and media of stored entries: fresh for a day, then revalidated
 /// by ETag (an entry's content can be replaced under the same URLs).
@@ -79,7 +80,7 @@ struct Inner {
     catalog: Arc<dyn VodCatalog>,
     access: Option<crate::access::SharedGate>,
     indexes: IndexCache,
-    fragments: FragmentCache,
+    fragments: Arc<FragmentCache>,
     /// Catalog answers, briefly: a player asks for many files of one entry.
     lookups: Mutex<HashMap<String, (Instant, VodSource)>>,
     /// Presentations by file (path, size, mtime), built once per index.
@@ -125,7 +126,7 @@ impl VodState {
                         segment_target: limits.segment_target,
                     },
                 ),
-                fragments: FragmentCache::new(limits.fragment_cache_bytes),
+                fragments: Arc::new(FragmentCache::new(limits.fragment_cache_bytes)),
                 lookups: Mutex::new(HashMap::new()),
                 presentations: Mutex::new(HashMap::new()),
             }),
@@ -162,7 +163,7 @@ impl VodState {
 
     /// The entry's asset: its index, open file and presentation (blocking
     /// work on the blocking pool).
-    async fn asset(&self, entry: &str) -> Result<Arc<Asset>, OriginError> {
+    pub(crate) async fn asset(&self, entry: &str) -> Result<Arc<Asset>, OriginError> {
         let source = self.source(entry).await?;
         let state = self.clone();
         let entry = entry.to_string();
@@ -215,19 +216,83 @@ impl VodState {
             file,
             key,
             presentation,
+            fragments: self.inner.fragments.clone(),
         }))
     }
 }
 
-/// One stored file, ready to serve.
-struct Asset {
+/// One stored file, ready to serve: its presentation, and its files built
+/// on request ([`MediaSource`]; blocking: call it on the blocking pool).
+pub(crate) struct Asset {
     index: Arc<MediaIndex>,
     file: std::fs::File,
     key: FileKey,
     presentation: Arc<Presentation>,
+    fragments: Arc<FragmentCache>,
     /// Size and mtime: every ETag of the asset's files starts with it.
     etag_base: String,
     last_modified: String,
+}
+
+impl Asset {
+    pub(crate) fn presentation(&self) -> &Presentation {
+        &self.presentation
+    }
+
+    pub(crate) fn etag_base(&self) -> &str {
+        &self.etag_base
+    }
+
+    fn track_id(&self, rid: &str) -> Option<u32> {
+        self.presentation.rendition(rid).map(|r| r.track.id)
+    }
+
+    /// Segment `n`'s fragment of a track, from the cache or built now.
+    fn fragment(&self, track_id: u32, n: u32) -> Result<Bytes, VodError> {
+        self.fragments.get_or_build(
+            FragmentKey {
+                file: self.key.clone(),
+                track_id,
+                segment: n,
+            },
+            || self.index.fragment(&self.file, track_id, n),
+        )
+    }
+
+    pub(crate) fn init_bytes(&self, rid: &str) -> Option<Bytes> {
+        MediaSource::init(self, rid, 0)
+    }
+
+    pub(crate) fn segment_bytes(&self, rid: &str, msn: u64) -> Option<Vec<Bytes>> {
+        MediaSource::segment(self, rid, msn)
+    }
+}
+
+impl MediaSource for Asset {
+    fn init(&self, rid: &str, version: u32) -> Option<Bytes> {
+        if version != 0 {
+            return None;
+        }
+        self.index.init(self.track_id(rid)?).ok()
+    }
+
+    fn segment(&self, rid: &str, msn: u64) -> Option<Vec<Bytes>> {
+        let n = u32::try_from(msn).ok()?;
+        match self.fragment(self.track_id(rid)?, n) {
+            Ok(b) => Some(vec![b]),
+            Err(e) => {
+                if !matches!(e, VodError::UnknownSegment { .. }) {
+                    tracing::warn!(rendition = rid, segment = msn, error = %e, "cannot build a fragment");
+                }
+                None
+            }
+        }
+    }
+
+    /// Stored presentations have no low-latency parts.
+    fn part(&self, _rid: &str, _msn: u64, _idx: usize) -> Option<Bytes> {
+        None
+    }
 }
 
 fn vod_failed(entry: &str, e: &VodError) {
@@ -489,11 +554,8 @@ async fn serve_media_file(
     }
     let track_id = r.track.id;
     let rid = r.id.clone();
-    let build_state = state.clone();
     let built_asset = asset.clone();
-    let data = tokio::task::spawn_blocking(move || {
-        build(&build_state, &built_asset, &rid, track_id, file_id)
-    })
+    let data = tokio::task::spawn_blocking(move || build(&built_asset, &rid, track_id, file_id))
     .await
     .map_err(|_| OriginError::Internal)?
     .map_err(|e| {
@@ -507,38 +569,17 @@ async fn serve_media_file(
 }
 
 /// Builds (or finds in the cache) one file of the asset.
-fn build(
-    state: &VodState,
-    asset: &Asset,
-    rid: &str,
-    track_id: u32,
-    file: VodFile,
-) -> Result<Bytes, VodError> {
+fn build(asset: &Asset, rid: &str, track_id: u32, file: VodFile) -> Result<Bytes, VodError> {
     match file {
         VodFile::Init => asset.index.init(track_id),
-        VodFile::Segment(n) => state.inner.fragments.get_or_build(
-            FragmentKey {
-                file: asset.key.clone(),
-                track_id,
-                segment: n,
-            },
-            || asset.index.fragment(&asset.file, track_id, n),
-        ),
+        VodFile::Segment(n) => asset.fragment(track_id, n),
         VodFile::Smooth(_, msn) => {
             let p = &asset.presentation;
-            let n = u32::try_from(msn).map_err(|_| VodError::UnknownTrack(track_id))?;
-            let cmaf = state.inner.fragments.get_or_build(
-                FragmentKey {
-                    file: asset.key.clone(),
-                    track_id,
-                    segment: n,
-                },
-                || asset.index.fragment(&asset.file, track_id, n),
-            )?;
-            let r = p.rendition(rid).ok_or(VodError::UnknownTrack(track_id))?;
-            let seg = r
-                .segment(msn)
-                .ok_or(VodError::UnknownTrack(track_id))?;
+            let unknown = || VodError::UnknownTrack(track_id);
+            let n = u32::try_from(msn).map_err(|_| unknown())?;
+            let cmaf = asset.fragment(track_id, n)?;
+            let r = p.rendition(rid).ok_or_else(unknown)?;
+            let seg = r.segment(msn).ok_or_else(unknown)?;
             let samples = smooth::samples_of_parts([&cmaf])
                 .map_err(|e| VodError::Corrupt(format!("built fragment: {e}")))?;
             Ok(smooth::fragment(r, seg, samples))
