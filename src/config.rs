@@ -163,23 +163,98 @@ pub struct DrmConfig {
     pub rotate_every: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[limits]`: connection limits and time limits of the listeners. The
+/// defaults suit a public server; see README.md's Configuration section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    #[serde(default = "default_rtmp_connections")]
+    /// RTMP and RTMPS connections in total.
     pub max_rtmp_connections: usize,
+    /// RTMP connections from one client address (IPv6: one /64).
+    pub rtmp_per_address: usize,
+    /// RTMP connections that have not published (yet).
+    pub rtmp_pre_publish: usize,
+    /// From accept (and TLS) to a completed RTMP handshake.
+    pub rtmp_handshake_timeout_s: f64,
+    /// Longest silence from an RTMP peer.
+    pub rtmp_idle_timeout_s: f64,
+    /// From accept (or the end of a publish) to an accepted publish.
+    pub rtmp_publish_timeout_s: f64,
+    /// A publisher that sends no audio or video for this long is closed.
+    pub rtmp_media_timeout_s: f64,
+    /// HTTP connections in total.
+    pub max_http_connections: usize,
+    /// HTTP connections from one client address (IPv6: one /64).
+    pub http_per_address: usize,
+    /// HTTP connections that have not sent a complete first request yet.
+    pub http_pre_request: usize,
+    /// From accept (or the first byte of a request) to a complete request head.
+    pub http_header_timeout_s: f64,
+    /// Longest time without progress on an HTTP connection (idle keep-alive,
+    /// a peer that does not read, a stalled request).
+    pub http_idle_timeout_s: f64,
+    /// `Retry-After` seconds of the 503 that refused HTTP connections get.
+    pub retry_after_s: u32,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            max_rtmp_connections: default_rtmp_connections(),
+            max_rtmp_connections: 10_000,
+            rtmp_per_address: 64,
+            rtmp_pre_publish: 1_000,
+            rtmp_handshake_timeout_s: 10.0,
+            rtmp_idle_timeout_s: 30.0,
+            rtmp_publish_timeout_s: 30.0,
+            rtmp_media_timeout_s: 10.0,
+            max_http_connections: 20_000,
+            http_per_address: 256,
+            http_pre_request: 4_096,
+            http_header_timeout_s: 10.0,
+            http_idle_timeout_s: 30.0,
+            retry_after_s: 5,
         }
     }
 }
 
-fn default_rtmp_connections() -> usize {
-    10_000
+impl LimitsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let secs = [
+            ("rtmp_handshake_timeout_s", self.rtmp_handshake_timeout_s),
+            ("rtmp_idle_timeout_s", self.rtmp_idle_timeout_s),
+            ("rtmp_publish_timeout_s", self.rtmp_publish_timeout_s),
+            ("rtmp_media_timeout_s", self.rtmp_media_timeout_s),
+            ("http_header_timeout_s", self.http_header_timeout_s),
+            ("http_idle_timeout_s", self.http_idle_timeout_s),
+        ];
+        for (name, v) in secs {
+            if !(v.is_finite() && (0.1..=86_400.0).contains(&v)) {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} = {v} is outside 0.1..=86400"
+                )));
+            }
+        }
+        let counts = [
+            ("max_rtmp_connections", self.max_rtmp_connections),
+            ("rtmp_per_address", self.rtmp_per_address),
+            ("rtmp_pre_publish", self.rtmp_pre_publish),
+            ("max_http_connections", self.max_http_connections),
+            ("http_per_address", self.http_per_address),
+            ("http_pre_request", self.http_pre_request),
+        ];
+        for (name, v) in counts {
+            if !(1..=10_000_000).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} = {v} is outside 1..=10000000"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn secs(v: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(v)
+    }
 }
 
 /// A configuration problem, reported in one line and exit code 2.
@@ -310,6 +385,24 @@ mod tests {
         assert_eq!(c.live.for_stream("show").dvr_window, 30.0);
         assert_eq!(c.live.for_stream("other").dvr_window, 300.0);
         c.live.validate().unwrap();
+    }
+
+    #[test]
+    fn limits_defaults_overrides_and_ranges() {
+        let c: FileConfig = toml::from_str("").unwrap();
+        assert_eq!(c.limits.max_http_connections, 20_000);
+        assert_eq!(c.limits.rtmp_media_timeout_s, 10.0);
+        c.limits.validate().unwrap();
+        let c: FileConfig =
+            toml::from_str("[limits]\nhttp_idle_timeout_s = 2\nmax_rtmp_connections = 5").unwrap();
+        assert_eq!(c.limits.http_idle_timeout_s, 2.0);
+        assert_eq!(c.limits.max_rtmp_connections, 5);
+        assert_eq!(c.limits.http_per_address, 256);
+        assert!(toml::from_str::<FileConfig>("[limits]\nhttp_idle_timeot_s = 2").is_err());
+        let c: FileConfig = toml::from_str("[limits]\nhttp_per_address = 0").unwrap();
+        assert!(c.limits.validate().is_err());
+        let c: FileConfig = toml::from_str("[limits]\nrtmp_media_timeout_s = 0").unwrap();
+        assert!(c.limits.validate().is_err());
     }
 
     #[test]

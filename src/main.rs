@@ -6,6 +6,7 @@
 
 mod config;
 mod control;
+mod limits;
 mod serve;
 
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use vela_control_plane::{ControlPlane, ControlPlaneConfig, PublishMode as CpPublishMode};
-use vela_ingest::server::{serve_rtmp, IngestContext, IngestLimits};
+use vela_ingest::server::{serve_rtmp, IngestContext};
 use vela_media::hub::{StreamHub, DEFAULT_CAPACITY};
 use vela_origin::protect::Protection;
 use vela_origin::{LiveRegistry, OriginState};
@@ -36,6 +36,7 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
         None => FileConfig::default(),
     };
     file.live.validate()?;
+    file.limits.validate()?;
     if let Some(drm) = &file.drm {
         drm.validate()?;
     }
@@ -215,13 +216,13 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let app = vela_origin::router(origin)
         .merge(cp.router())
         .layer(axum::middleware::from_fn(
+            vela_net::json_errors::json_errors,
+        ))
+        .layer(axum::middleware::from_fn(
             vela_origin::http::cors_and_metrics,
         ));
 
-    let limits = IngestLimits {
-        max_connections: s.file.limits.max_rtmp_connections,
-        ..IngestLimits::default()
-    };
+    let (limits, http_limits) = crate::limits::listener_limits(&s.file.limits);
     let authorizer = ControlPlaneAuthorizer {
         cp: cp.clone(),
         settings: entry_settings,
@@ -245,17 +246,18 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         tracing::warn!(%h3, "HTTP/3 is not implemented yet; serving HTTP/1.1 and HTTP/2 only (use --h3 off to silence this)");
     }
 
+    vela_net::metrics::spawn_runtime_sampler();
     let rtmp_task = tokio::spawn(serve_rtmp(rtmp_listener, None, ingest.clone()));
     let rtmps_task = rtmps_listener.map(|l| tokio::spawn(serve_rtmp(l, tls, ingest.clone())));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let http = axum::serve(http_listener, app.into_make_service()).with_graceful_shutdown({
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }
-    });
-    let http_task = tokio::spawn(async move { http.await });
+    let http_task = tokio::spawn(vela_net::http::serve_http(
+        http_listener,
+        "http",
+        app,
+        http_limits,
+        stop_rx.clone(),
+    ));
 
     shutdown_signal().await;
     tracing::info!("shutting down: no new connections; ending publishes cleanly");

@@ -8,9 +8,21 @@
 //! accepting; afterwards a connection that sends nothing for
 //! [`IngestLimits::idle_timeout`] is closed, and so is one whose peer stops
 //! reading for as long, and so is one that has not published within
-//! [`IngestLimits::publish_timeout`]. A semaphore caps concurrent connections; beyond the cap
-//! new connections are closed at once, so idle sockets cost a file descriptor
-//! and a small buffer each until their deadline and never more than the cap.
+//! [`IngestLimits::publish_timeout`]. While publishing, a session that
+//! receives no audio or video for [`SessionConfig::media_timeout`] ends too
+//! (the session core's timer), so a client that only acknowledges cannot
+//! squat a stream name.
+//!
+//! Admission ([`vela_net::limits::ConnectionLimiter`], shared by RTMP and
+//! RTMPS under the metrics label `rtmp`): connections in total
+//! ([`IngestLimits::max_connections`]), per client address
+//! ([`IngestLimits::per_address`]) and not yet publishing
+//! ([`IngestLimits::pre_publish`], the pre-auth budget, given back when a
+//! publish is accepted). Beyond a cap a new connection is closed at once and
+//! the refusal is logged once per incident with a count. Until it publishes a
+//! connection reads through a small buffer ([`PRE_PUBLISH_READ_BUFFER`]), so
+//! sockets that never publish stay cheap; the accept loop backs off when the
+//! process is out of file descriptors ([`vela_net::accept::Acceptor`]).
 //!
 //! Shutdown: [`IngestContext::shutdown`] stops every `serve_rtmp` loop and
 //! ends every publish *cleanly* (consumers get `End`, so recordings are
@@ -29,11 +41,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 use vela_media::hub::{PublishError, Publisher, StreamHub};
+use vela_net::accept::Acceptor;
+use vela_net::limits::{AdmissionLimits, ConnectionGuard, ConnectionLimiter, RefusalLog};
 
 use crate::metrics;
 use crate::session::{RtmpSession, SessionConfig, SessionError, SessionEvent};
@@ -44,6 +58,11 @@ use crate::PublishAuthorizer;
 pub struct IngestLimits {
     /// Concurrent connections; more are closed on accept.
     pub max_connections: usize,
+    /// Concurrent connections from one client address (IPv6: one /64).
+    pub per_address: usize,
+    /// Concurrent connections that have not (yet) published: the budget
+    /// of unauthenticated sessions.
+    pub pre_publish: usize,
     /// From accept (including the TLS handshake) to a completed RTMP handshake.
     pub handshake_timeout: Duration,
     /// Longest silence from the peer (or longest blocked write) after the handshake.
@@ -53,7 +72,7 @@ pub struct IngestLimits {
     /// From accept (or the end of a publish) to an accepted publish: a
     /// connection that only pings is not an ingest and gives its slot back.
     pub publish_timeout: Duration,
-    /// Bytes read from the socket at a time.
+    /// Bytes read from the socket at a time while publishing (before, [`PRE_PUBLISH_READ_BUFFER`]).
     pub read_buffer: usize,
     pub session: SessionConfig,
 }
@@ -62,6 +81,8 @@ impl Default for IngestLimits {
     fn default() -> Self {
         IngestLimits {
             max_connections: 10_000,
+            per_address: 64,
+            pre_publish: 1_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             authorize_timeout: Duration::from_secs(10),
@@ -72,12 +93,17 @@ impl Default for IngestLimits {
     }
 }
 
+/// The read buffer of a connection until it publishes: the handshake's
+/// 1536-byte packets and commands fit, and idle sessions stay cheap.
+pub const PRE_PUBLISH_READ_BUFFER: usize = 2048;
+
 /// What every RTMP connection shares.
 pub struct IngestContext {
     pub hub: StreamHub,
     pub authorizer: Arc<dyn PublishAuthorizer>,
     pub limits: IngestLimits,
-    connections: Arc<Semaphore>,
+    limiter: ConnectionLimiter,
+    refusals: RefusalLog,
     shutdown: watch::Sender<bool>,
 }
 
@@ -87,13 +113,21 @@ impl IngestContext {
         authorizer: Arc<dyn PublishAuthorizer>,
         limits: IngestLimits,
     ) -> Self {
-        let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        let limiter = ConnectionLimiter::new(
+            "rtmp",
+            AdmissionLimits {
+                max_connections: limits.max_connections,
+                per_address: limits.per_address,
+                pre_auth: limits.pre_publish,
+            },
+        );
         let (shutdown, _) = watch::channel(false);
         IngestContext {
             hub,
             authorizer,
             limits,
-            connections,
+            limiter,
+            refusals: RefusalLog::new("rtmp"),
             shutdown,
         }
     }
@@ -105,16 +139,17 @@ impl IngestContext {
 
     /// Waits until every connection task has ended (use after [`IngestContext::shutdown`]).
     pub async fn wait_closed(&self) {
-        let all = u32::try_from(self.limits.max_connections.max(1)).unwrap_or(u32::MAX);
-        // Every connection holds one permit; having them all means none is left.
-        if let Ok(permits) = self.connections.acquire_many(all).await {
-            drop(permits);
-        }
+        self.limiter.wait_idle().await;
     }
 
     /// Open connections right now.
     pub fn connections(&self) -> usize {
-        self.limits.max_connections.max(1) - self.connections.available_permits()
+        self.limiter.open()
+    }
+
+    /// Open connections that have not published (yet).
+    pub fn pre_publish_connections(&self) -> usize {
+        self.limiter.pre_auth()
     }
 }
 
@@ -128,45 +163,53 @@ pub async fn serve_rtmp(
 ) -> std::io::Result<()> {
     let acceptor = tls.map(TlsAcceptor::from);
     let mut shutdown = ctx.shutdown.subscribe();
+    let mut listener = Acceptor::new(listener, "rtmp");
     loop {
-        let accepted = tokio::select! {
+        let (socket, peer) = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.wait_for(|&stop| stop) => return Ok(()),
         };
-        let (socket, peer) = match accepted {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        let guard = match ctx.limiter.admit(peer.ip()) {
+            Ok(g) => g,
+            Err(reason) => {
+                ctx.refusals.record(
+                    reason.as_str(),
+                    &format_args!("{} limit reached; closing new connections", reason.as_str()),
+                );
+                drop(socket);
                 continue;
             }
-        };
-        let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
-            debug!(%peer, limit = ctx.limits.max_connections, "connection refused: at the connection limit");
-            drop(socket);
-            continue;
         };
         let _ = socket.set_nodelay(true);
         let ctx = ctx.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             metrics::RTMP_CONNECTIONS.inc();
             let deadline = Instant::now() + ctx.limits.handshake_timeout;
             match acceptor {
-                None => run_connection(socket, peer, deadline, &ctx).await,
+                None => Box::pin(run_connection(socket, peer, guard, deadline, &ctx)).await,
                 Some(acceptor) => {
                     match tokio::time::timeout_at(deadline, acceptor.accept(socket)).await {
-                        Ok(Ok(tls)) => run_connection(tls, peer, deadline, &ctx).await,
+                        Ok(Ok(tls)) => {
+                            Box::pin(run_connection(tls, peer, guard, deadline, &ctx)).await
+                        }
                         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                        Err(_) => {
+                            timed_out("handshake");
+                            debug!(%peer, "TLS handshake timed out")
+                        }
                     }
                 }
             }
             metrics::RTMP_CONNECTIONS.dec();
         });
     }
+}
+
+fn timed_out(phase: &str) {
+    vela_net::metrics::TIMED_OUT
+        .with_label_values(&["rtmp", phase])
+        .inc();
 }
 
 /// The publish a connection currently holds.
@@ -179,6 +222,7 @@ struct Connection<'a> {
     ctx: &'a IngestContext,
     peer: SocketAddr,
     held: Option<Held>,
+    guard: ConnectionGuard,
 }
 
 impl Drop for Connection<'_> {
@@ -197,13 +241,15 @@ enum Ended {
     Eof,
     Shutdown,
     Failed(SessionError),
-    Timeout(&'static str),
+    /// What timed out (for the log) and its metrics phase.
+    Timeout(&'static str, &'static str),
     Io(std::io::Error),
 }
 
 async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     peer: SocketAddr,
+    guard: ConnectionGuard,
     handshake_deadline: Instant,
     ctx: &IngestContext,
 ) {
@@ -211,6 +257,7 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
         ctx,
         peer,
         held: None,
+        guard,
     };
     let mut session = RtmpSession::new(ctx.limits.session.clone());
     let ended = drive(&mut io, &mut session, &mut conn, handshake_deadline).await;
@@ -219,12 +266,21 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
         Ended::Eof => debug!(%peer, stream = %key, "connection closed by peer"),
         Ended::Shutdown => debug!(%peer, stream = %key, "connection closed for shutdown"),
         Ended::Io(e) => debug!(%peer, stream = %key, error = %e, "connection error"),
-        Ended::Timeout(what) => {
+        Ended::Timeout(what, phase) => {
             metrics::SESSIONS_FAILED.inc();
-            info!(%peer, stream = %key, "{what} timed out; closing");
+            timed_out(phase);
+            // Pre-publish timeouts are what floods are made of: not one line each.
+            if phase == "publish" || phase == "handshake" {
+                debug!(%peer, stream = %key, "{what} timed out; closing");
+            } else {
+                info!(%peer, stream = %key, "{what} timed out; closing");
+            }
         }
         Ended::Failed(e) => {
             metrics::SESSIONS_FAILED.inc();
+            if let SessionError::MediaTimeout { .. } = e {
+                timed_out("media");
+            }
             if matches!(e, SessionError::AppRefused { .. }) {
                 // A publish to an application Vela does not serve is a refused publish too.
                 metrics::PUBLISH_REFUSED.with_label_values(&["app"]).inc();
@@ -232,7 +288,8 @@ async fn run_connection<S: AsyncRead + AsyncWrite + Unpin>(
             match &e {
                 SessionError::PublishRefused { .. }
                 | SessionError::AppRefused { .. }
-                | SessionError::PlaybackRefused { .. } => {
+                | SessionError::PlaybackRefused { .. }
+                | SessionError::MediaTimeout { .. } => {
                     info!(%peer, error = %e, "session refused")
                 }
                 _ => warn!(%peer, kind = e.kind(), error = %e, "session failed"),
@@ -250,8 +307,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     handshake_deadline: Instant,
 ) -> Ended {
     let limits = &conn.ctx.limits;
-    // Small until the handshake is done, so thousands of idle sockets stay cheap.
-    let mut buf = vec![0u8; 4096];
+    // Small until a publish is accepted, so thousands of idle sessions stay cheap.
+    let mut buf = vec![0u8; PRE_PUBLISH_READ_BUFFER];
     let mut last_input = Instant::now();
     let mut publish_deadline = Some(last_input + limits.publish_timeout);
     let mut shutdown = conn.ctx.shutdown.subscribe();
@@ -260,7 +317,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             finish_publish(conn);
             return Ended::Shutdown;
         }
-        if !session.is_handshaking() && buf.len() < limits.read_buffer {
+        if conn.held.is_some() && buf.len() < limits.read_buffer {
             buf.resize(limits.read_buffer, 0);
         }
         // Act on everything the session has queued.
@@ -270,7 +327,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     match timeout(limits.idle_timeout, io.write_all(&bytes)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => return Ended::Io(e),
-                        Err(_) => return Ended::Timeout("write"),
+                        Err(_) => return Ended::Timeout("write", "write"),
                     }
                 }
                 SessionEvent::PublishRequested { app, stream_key } => {
@@ -292,7 +349,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         match timeout(limits.idle_timeout, io.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Ended::Io(e),
-            Err(_) => return Ended::Timeout("write"),
+            Err(_) => return Ended::Timeout("write", "write"),
         }
         match (&conn.held, publish_deadline) {
             (Some(_), _) => publish_deadline = None,
@@ -300,12 +357,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             (None, Some(_)) => {}
         }
         let (mut deadline, mut what) = if session.is_handshaking() {
-            (handshake_deadline, "RTMP handshake")
+            (handshake_deadline, ("RTMP handshake", "handshake"))
         } else {
-            (last_input + limits.idle_timeout, "idle connection")
+            (
+                last_input + limits.idle_timeout,
+                ("idle connection", "idle"),
+            )
         };
         if let Some(p) = publish_deadline.filter(|&p| p < deadline) {
-            (deadline, what) = (p, "wait for a publish");
+            (deadline, what) = (p, ("wait for a publish", "publish"));
         }
         let timer = session.poll_timeout().map(Instant::from_std);
         let wake = timer.map_or(deadline, |t| t.min(deadline));
@@ -323,7 +383,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             _ = tokio::time::sleep_until(wake) => {
                 let now = Instant::now();
                 if now >= deadline {
-                    return Ended::Timeout(what);
+                    return Ended::Timeout(what.0, what.1);
                 }
                 session.handle_timeout(now.into_std());
             }
@@ -374,6 +434,7 @@ async fn authorize(
             ctx.authorizer.publish_started(&name);
             session.accept_publish(&name);
             conn.held = Some(Held { name, publisher });
+            conn.guard.authenticated();
         }
         Err(refusal) => {
             metrics::PUBLISH_REFUSED

@@ -79,6 +79,10 @@ pub struct SessionConfig {
     pub header_timeout: Duration,
     /// A timestamp step larger than this (either way) is re-based.
     pub max_timestamp_jump: Duration,
+    /// A publisher is alive while media flows: no audio or video message
+    /// for this long (from the accepted publish or the last one) ends the
+    /// session, which frees the stream name.
+    pub media_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -91,6 +95,7 @@ impl Default for SessionConfig {
             max_pending_bytes: 32 << 20,
             header_timeout: Duration::from_secs(10),
             max_timestamp_jump: Duration::from_secs(10),
+            media_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -127,6 +132,8 @@ pub enum SessionError {
     },
     #[error("stream {stream_key}: too many createStream requests")]
     TooManyStreams { stream_key: String },
+    #[error("stream {stream_key}: no audio or video for {waited_s} s; the publisher is gone")]
+    MediaTimeout { stream_key: String, waited_s: u64 },
 }
 
 impl SessionError {
@@ -142,6 +149,7 @@ impl SessionError {
             SessionError::PublishRefused { .. } => "publish_refused",
             SessionError::NoCodecHeaders { .. } => "no_codec_headers",
             SessionError::TooManyStreams { .. } => "too_many_streams",
+            SessionError::MediaTimeout { .. } => "media_timeout",
         }
     }
 }
@@ -187,6 +195,9 @@ struct PendingPublish {
 struct Publishing {
     message_stream_id: u32,
     media: MediaAssembler,
+    /// The last audio/video message (or, before one, the first moment the
+    /// session saw the time after the publish was accepted).
+    last_media: Option<Instant>,
 }
 
 /// One RTMP connection's protocol state. See the module docs.
@@ -203,6 +214,8 @@ pub struct RtmpSession {
     bytes_received: u64,
     ack_window: Option<u32>,
     last_ack_at: u64,
+    /// The latest time the driver gave (input or timeout).
+    now: Option<Instant>,
 }
 
 /// The application part of a connect's `app`: "live?token=..." and "live/" are "live".
@@ -242,6 +255,7 @@ impl RtmpSession {
             bytes_received: 0,
             ack_window: None,
             last_ack_at: 0,
+            now: None,
         }
     }
 
@@ -267,12 +281,16 @@ impl RtmpSession {
         if self.is_closed() {
             return None;
         }
-        self.publishing
-            .as_ref()
-            .and_then(|p| p.media.next_deadline(&self.config))
+        let p = self.publishing.as_ref()?;
+        let liveness = p.last_media.map(|t| t + self.config.media_timeout);
+        match (p.media.next_deadline(&self.config), liveness) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
         self.check_media_timers(now);
     }
 
@@ -285,6 +303,7 @@ impl RtmpSession {
 
     /// Feeds bytes received from the peer.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        self.now = Some(now);
         match &mut self.phase {
             Phase::Closed => return,
             Phase::Handshaking(hs) => match hs.process_bytes(bytes) {
@@ -716,6 +735,7 @@ impl RtmpSession {
         self.publishing = Some(Publishing {
             message_stream_id: p.message_stream_id,
             media: MediaAssembler::new(p.stream_key),
+            last_media: self.now,
         });
     }
 
@@ -752,6 +772,7 @@ impl RtmpSession {
         if p.message_stream_id != message_stream_id {
             return;
         }
+        p.last_media = Some(now);
         if type_id == 9 {
             p.media
                 .video(&self.config, now, timestamp, &data, &mut self.events);
@@ -765,6 +786,15 @@ impl RtmpSession {
         let Some(p) = self.publishing.as_mut() else {
             return;
         };
+        let last = *p.last_media.get_or_insert(now);
+        if now.saturating_duration_since(last) >= self.config.media_timeout {
+            let e = SessionError::MediaTimeout {
+                stream_key: self.stream_key.clone(),
+                waited_s: self.config.media_timeout.as_secs(),
+            };
+            self.fail(e);
+            return;
+        }
         if let Err(e) = p.media.on_time(&self.config, now, &mut self.events) {
             self.fail(e);
         }

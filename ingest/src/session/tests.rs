@@ -834,3 +834,45 @@ fn the_early_frame_buffer_is_bounded_in_bytes_too() {
     assert!(matches!(h.media()[0], MediaEvent::Tracks(_)));
     assert_eq!(frames_of(&h, 1).len(), 4);
 }
+
+#[test]
+fn a_publisher_without_media_is_closed_and_media_keeps_it_alive() {
+    let (vh, _, frames) = fixture_headers();
+    let config = SessionConfig {
+        media_timeout: Duration::from_secs(10),
+        ..SessionConfig::default()
+    };
+    // Media every second: alive for a minute.
+    let mut h = Harness::new(config.clone());
+    h.publish("live-one");
+    h.video(0, &vh);
+    for (i, (_, ts, body)) in frames.iter().filter(|f| f.0 == 9).take(60).enumerate() {
+        h.advance(Duration::from_secs(1));
+        h.video(*ts, body);
+        assert!(
+            h.failure().is_none(),
+            "failed after {i} s: {:?}",
+            h.failure()
+        );
+    }
+    // A squatter: publishes, then only acknowledges and pings.
+    let mut h = Harness::new(config);
+    h.publish("squat");
+    let mut ser = ChunkSerializer::new();
+    for _ in 0..4 {
+        h.advance(Duration::from_secs(2));
+        h.send_to_server(&raw(&mut ser, 3, 0, 1234u32.to_be_bytes().to_vec()));
+        assert!(h.failure().is_none());
+    }
+    // The session asks to be woken at the liveness deadline ...
+    let wake = h.server.poll_timeout().expect("a liveness timer");
+    assert!(wake <= h.now + Duration::from_secs(10));
+    h.advance(Duration::from_secs(2));
+    h.send_to_server(&raw(&mut ser, 3, 0, 1234u32.to_be_bytes().to_vec()));
+    assert!(
+        matches!(h.failure(), Some(SessionError::MediaTimeout { stream_key, .. }) if stream_key == "squat"),
+        "{:?}",
+        h.failure()
+    );
+    assert_eq!(h.failure().unwrap().kind(), "media_timeout");
+}

@@ -1,0 +1,36 @@
+//! Vela's listener hardening, shared by every listener (HTTP, and the RTMP
+//! ingest; HTTPS, HTTP/3 and WHIP are meant to use the same pieces).
+//!
+//! What a public listener needs, and where it is:
+//! - [`limits`]: admission control. A [`limits::ConnectionLimiter`] per
+//!   listener caps connections in total, per client address (IPv6 per /64)
+//!   and those that have not authenticated yet (the pre-auth budget); an
+//!   admitted connection holds a [`limits::ConnectionGuard`] and releases its
+//!   pre-auth slot with [`limits::ConnectionGuard::authenticated`] (RTMP: on
+//!   an accepted publish; HTTP: on the first complete request head).
+//!   Refusals are logged once per incident with a count
+//!   ([`limits::RefusalLog`]) and counted in metrics.
+//! - [`accept`]: an `accept` that backs off on `EMFILE`/`ENFILE` instead of
+//!   spinning.
+//! - [`fdlimit`]: raising the soft descriptor limit to the hard one at start-up.
+//! - [`http`] and [`http_io`]: the HTTP/1.1 + HTTP/2 listener serving an axum
+//!   router with the limits above plus a request-head limit (`408`), an idle
+//!   limit (keep-alives, stalled writes) and JSON for hyper's own `400`,
+//!   `414` and `431` answers; [`http::serve_connection`] serves one already
+//!   accepted (e.g. TLS) stream.
+//! - [`json_errors`]: the axum middleware that gives every error answer of
+//!   the stack (routing `404`/`405`, extractor `413`/`415`/`422`) the JSON
+//!   error shape.
+//! - [`metrics`]: `vela_connections_open`, `vela_connections_pre_auth`,
+//!   `vela_connections_refused_total`, `vela_connections_timed_out_total`,
+//!   `vela_accept_errors_total`, `vela_http_layer_errors_total`.
+//!
+//! A refused connection costs one `accept` and one non-blocking write at most.
+
+pub mod accept;
+pub mod fdlimit;
+pub mod http;
+pub mod http_io;
+pub mod json_errors;
+pub mod limits;
+pub mod metrics;
