@@ -418,3 +418,24 @@ fn fuzz_entry_on_mutations_of_a_real_file() {
         vela_vod::fuzzing::mp4_index(&m);
     }
 }
+
+#[test]
+fn quicktime_mov() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make(
+        "ffmpeg",
+        dir.path(),
+        "clip.mov",
+        &["-c:v", "libx264", "-bf", "3", "-preset", "veryfast"],
+        &["eng"],
+        &[],
+    );
+    check_source(
+        &src,
+        dir.path(),
+        &Expect {
+            codec: "h264",
+            languages: &["eng"],
+        },
+    );
+}
