@@ -358,7 +358,10 @@ fn decode_frame(
 
     let run = Running::start(pipe, deadline, TIME_LIMIT).map_err(setup)?;
     for piece in pieces {
-        if src.push_buffer(gst::Buffer::from_slice(piece.clone())).is_err() {
+        if src
+            .push_buffer(gst::Buffer::from_slice(piece.clone()))
+            .is_err()
+        {
             // The pipeline already failed (its error is on the bus) or
             // stopped; the pull below says which.
             break;
@@ -378,7 +381,10 @@ fn decode_frame(
         let Some(pts) = sample.buffer().and_then(|b| b.pts()) else {
             continue;
         };
-        let base = offset.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(0);
+        let base = offset
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(0);
         let pts = i128::from(pts.nseconds()) - base;
         if (pts - target_ns).abs() <= tolerance {
             return Ok(sample);
@@ -405,14 +411,13 @@ fn encode_jpeg(
     deadline: Instant,
 ) -> Result<Vec<u8>, ThumbnailError> {
     let setup = |e| gst_error(Stage::Scale, e);
-    let caps = frame
-        .caps()
-        .ok_or(ThumbnailError::NoFrame)?
-        .to_owned();
+    let caps = frame.caps().ok_or(ThumbnailError::NoFrame)?.to_owned();
     let buffer = frame.buffer_owned().ok_or(ThumbnailError::NoFrame)?;
     let s = caps.structure(0).ok_or(ThumbnailError::NoFrame)?;
     let w = s.get::<i32>("width").map_err(|_| ThumbnailError::NoFrame)?;
-    let h = s.get::<i32>("height").map_err(|_| ThumbnailError::NoFrame)?;
+    let h = s
+        .get::<i32>("height")
+        .map_err(|_| ThumbnailError::NoFrame)?;
     let par = s
         .get::<gst::Fraction>("pixel-aspect-ratio")
         .map(|f| (f.numer(), f.denom()))
@@ -439,8 +444,13 @@ fn encode_jpeg(
     })
     .map_err(setup)?;
     let to_rgb = pipeline::make("videoconvert", "convert").map_err(setup)?;
-    let rgb = caps_filter("rgb", gst::Caps::builder("video/x-raw").field("format", "RGB").build())
-        .map_err(setup)?;
+    let rgb = caps_filter(
+        "rgb",
+        gst::Caps::builder("video/x-raw")
+            .field("format", "RGB")
+            .build(),
+    )
+    .map_err(setup)?;
     let to_yuv = pipeline::make("videoconvert", "convert-yuv").map_err(setup)?;
     let yuv = caps_filter("yuv", {
         gst::Caps::builder("video/x-raw")
@@ -449,8 +459,7 @@ fn encode_jpeg(
             .build()
     })
     .map_err(setup)?;
-    let encode =
-        pipeline::make("jpegenc", "encode").map_err(|e| gst_error(Stage::Encode, e))?;
+    let encode = pipeline::make("jpegenc", "encode").map_err(|e| gst_error(Stage::Encode, e))?;
     encode.set_property("quality", i32::from(request.quality));
     let src = gst_app::AppSrc::builder()
         .name("frame")
@@ -524,7 +533,9 @@ pub fn output_size(
             ((dw * s).min(f64::from(w)), (dh * s).min(f64::from(h)))
         }
     };
-    let cap = (f64::from(MAX_WIDTH) / w).min(f64::from(MAX_HEIGHT) / h).min(1.0);
+    let cap = (f64::from(MAX_WIDTH) / w)
+        .min(f64::from(MAX_HEIGHT) / h)
+        .min(1.0);
     let round = |v: f64, max: u32| (v.round() as u32).clamp(1, max);
     (round(w * cap, MAX_WIDTH), round(h * cap, MAX_HEIGHT))
 }
@@ -540,14 +551,26 @@ mod tests {
         assert_eq!(output_size((1920, 1080), sq, Some(320), None), (320, 180));
         assert_eq!(output_size((1920, 1080), sq, None, Some(90)), (160, 90));
         // Both: fit inside the box.
-        assert_eq!(output_size((1920, 1080), sq, Some(320), Some(320)), (320, 180));
-        assert_eq!(output_size((1920, 1080), sq, Some(1000), Some(90)), (160, 90));
+        assert_eq!(
+            output_size((1920, 1080), sq, Some(320), Some(320)),
+            (320, 180)
+        );
+        assert_eq!(
+            output_size((1920, 1080), sq, Some(1000), Some(90)),
+            (160, 90)
+        );
         // Anamorphic: 1440x1080 at 4:3 pixels displays as 1920x1080.
         assert_eq!(output_size((1440, 1080), (4, 3), None, None), (1920, 1080));
-        assert_eq!(output_size((1440, 1080), (4, 3), Some(480), None), (480, 270));
+        assert_eq!(
+            output_size((1440, 1080), (4, 3), Some(480), None),
+            (480, 270)
+        );
         // Capped at 3840x2160, aspect kept.
         assert_eq!(output_size((7680, 4320), sq, None, None), (3840, 2160));
-        assert_eq!(output_size((1080, 1920), sq, Some(3840), None), (1215, 2160));
+        assert_eq!(
+            output_size((1080, 1920), sq, Some(3840), None),
+            (1215, 2160)
+        );
         // Never zero.
         assert_eq!(output_size((4000, 2), sq, Some(100), None), (100, 1));
     }
@@ -557,14 +580,35 @@ mod tests {
         let ok = ThumbnailRequest::at(0, 90_000);
         assert_eq!(validate(&ok), Ok(()));
         for bad in [
-            ThumbnailRequest { timescale: 0, ..ok.clone() },
-            ThumbnailRequest { width: Some(0), ..ok.clone() },
-            ThumbnailRequest { width: Some(100_000), ..ok.clone() },
-            ThumbnailRequest { height: Some(2161), ..ok.clone() },
-            ThumbnailRequest { quality: 0, ..ok.clone() },
-            ThumbnailRequest { quality: 101, ..ok.clone() },
+            ThumbnailRequest {
+                timescale: 0,
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                width: Some(0),
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                width: Some(100_000),
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                height: Some(2161),
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                quality: 0,
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                quality: 101,
+                ..ok.clone()
+            },
         ] {
-            assert!(matches!(validate(&bad), Err(ThumbnailError::InvalidRequest(_))), "{bad:?}");
+            assert!(
+                matches!(validate(&bad), Err(ThumbnailError::InvalidRequest(_))),
+                "{bad:?}"
+            );
         }
     }
 

@@ -63,32 +63,36 @@ fn hevc_ffmpeg() -> PathBuf {
 fn make_clip(name: &str, ffmpeg: &Path, size: &str, seconds: u32, codec_args: &[&str]) -> Clip {
     let src = fixtures().join(format!("{name}.mp4"));
     let mut cmd = Command::new(ffmpeg);
-    cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate=25"))
-        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
-        .args(codec_args)
-        .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"])
-        .args(["-movflags", "frag_keyframe+empty_moov+default_base_moof"])
-        .arg(&src);
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg(format!("testsrc2=size={size}:rate=25"))
+    .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
+    .args(codec_args)
+    .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"])
+    .args(["-movflags", "frag_keyframe+empty_moov+default_base_moof"])
+    .arg(&src);
     run(&mut cmd);
     let data = std::fs::read(&src).unwrap();
     let (init, fragments) = split_boxes(&data);
     let record = find_record(&init);
 
-    let tb = run(Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0"]).args([
-        "-show_entries",
-        "stream=time_base",
-        "-of",
-        "csv=p=0",
-    ]).arg(&src));
+    let tb = run(Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=time_base", "-of", "csv=p=0"])
+        .arg(&src));
     let tb = String::from_utf8(tb).unwrap();
     let timescale: u32 = tb.trim().strip_prefix("1/").unwrap().parse().unwrap();
-    let frames = run(Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0"]).args([
-        "-show_entries",
-        "frame=pts,pict_type",
-        "-of",
-        "csv=p=0",
-    ]).arg(&src));
+    let frames = run(Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "frame=pts,pict_type", "-of", "csv=p=0"])
+        .arg(&src));
     let frames: Vec<(i64, char)> = String::from_utf8(frames)
         .unwrap()
         .lines()
@@ -212,7 +216,14 @@ fn decode_jpeg(jpeg: &[u8]) -> Rgb {
     let path = fixtures().join(format!("thumb-{:?}.jpg", std::thread::current().id()));
     std::fs::write(&path, jpeg).unwrap();
     let dims = run(Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&path));
     let dims = String::from_utf8(dims).unwrap();
     let (w, h) = dims.trim().split_once(',').unwrap();
@@ -227,15 +238,14 @@ fn decode_jpeg(jpeg: &[u8]) -> Rgb {
 
 fn psnr(a: &Rgb, b: &Rgb) -> f64 {
     assert_eq!((a.w, a.h), (b.w, b.h));
-    let se: f64 = a
-        .px
-        .iter()
-        .zip(&b.px)
-        .map(|(&x, &y)| {
-            let d = f64::from(x) - f64::from(y);
-            d * d
-        })
-        .sum();
+    let se: f64 =
+        a.px.iter()
+            .zip(&b.px)
+            .map(|(&x, &y)| {
+                let d = f64::from(x) - f64::from(y);
+                d * d
+            })
+            .sum();
     let mse = se / a.px.len() as f64;
     if mse == 0.0 {
         return 99.0;
@@ -393,7 +403,10 @@ fn scaling_keeps_the_aspect_ratio() {
         let got = decode_jpeg(&jpeg);
         assert_eq!((got.w, got.h), want, "asked {w:?}x{h:?}");
         let right = psnr(&got, &reference(&clip.src, n, got.w, got.h));
-        eprintln!("scaled {}x{}: {right:.1} dB against ffmpeg's scale", got.w, got.h);
+        eprintln!(
+            "scaled {}x{}: {right:.1} dB against ffmpeg's scale",
+            got.w, got.h
+        );
         assert!(right > 25.0, "scaled {want:?}: {right:.1} dB");
     }
     // Quality changes the size of the JPEG.
@@ -407,7 +420,12 @@ fn scaling_keeps_the_aspect_ratio() {
     };
     let small = thumbnail(ThumbnailInput::new(&input), &small).unwrap();
     let big = thumbnail(ThumbnailInput::new(&input), &big).unwrap();
-    assert!(small.len() * 2 < big.len(), "{} vs {}", small.len(), big.len());
+    assert!(
+        small.len() * 2 < big.len(),
+        "{} vs {}",
+        small.len(),
+        big.len()
+    );
     // Absurd sizes are refused.
     for (w, h) in [(Some(0), None), (Some(100_000), None), (None, Some(5000))] {
         assert!(matches!(
@@ -433,7 +451,11 @@ fn past_the_end_and_bad_input_are_errors() {
     );
 
     // Garbage bytes: refused before any pipeline.
-    let garbage: Vec<Bytes> = vec![Bytes::from((0..5000u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>())];
+    let garbage: Vec<Bytes> = vec![Bytes::from(
+        (0..5000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )];
     assert!(matches!(
         thumbnail(ThumbnailInput::new(&garbage), &at(clip, 0)),
         Err(ThumbnailError::Input(_))
@@ -457,10 +479,7 @@ fn past_the_end_and_bad_input_are_errors() {
     let err = thumbnail(ThumbnailInput::new(&bad), &at(clip, t)).unwrap_err();
     eprintln!("garbage avcC: {err} (after {:?})", started.elapsed());
     assert!(
-        matches!(
-            err,
-            ThumbnailError::Failed { .. } | ThumbnailError::NoFrame
-        ),
+        matches!(err, ThumbnailError::Failed { .. } | ThumbnailError::NoFrame),
         "{err:?}"
     );
 
@@ -513,5 +532,8 @@ fn timing_1080p_two_second_segment() {
             assert_frame(&clip, &jpeg, n, "1080p last frame");
         }
     }
-    eprintln!("1080p 2 s segment thumbnail timings:\n  {}", report.join("\n  "));
+    eprintln!(
+        "1080p 2 s segment thumbnail timings:\n  {}",
+        report.join("\n  ")
+    );
 }
