@@ -89,13 +89,12 @@ pub fn index(pieces: &[Bytes]) -> Result<TrackIndex, InputError> {
         let mut head = [0u8; 16];
         let avail = (input.total - at).min(16) as usize;
         input.copy(at, &mut head[..avail]);
-        let (size, header) = box_size(&head[..avail], input.total - at).ok_or(
-            InputError::Malformed {
+        let (size, header) =
+            box_size(&head[..avail], input.total - at).ok_or(InputError::Malformed {
                 what: "top-level box",
                 offset: at,
                 why: "bad size",
-            },
-        )?;
+            })?;
         let kind = [head[4], head[5], head[6], head[7]];
         let body_len = size - header;
         match &kind {
@@ -633,7 +632,13 @@ pub(crate) mod tests {
         }
         trak(&mut w, 1, b"vide", 12_800, b"avc1");
         w.begin(b"mvex");
-        w.full(b"trex", 0, 0).u32(1).u32(1).u32(trex_duration).u32(0).u32(0).end();
+        w.full(b"trex", 0, 0)
+            .u32(1)
+            .u32(1)
+            .u32(trex_duration)
+            .u32(0)
+            .u32(0)
+            .end();
         w.end();
         w.end();
         w.buf
@@ -641,10 +646,25 @@ pub(crate) mod tests {
 
     fn trak(w: &mut W, id: u32, handler: &[u8; 4], timescale: u32, entry: &[u8; 4]) {
         w.begin(b"trak");
-        w.full(b"tkhd", 0, 3).u32(0).u32(0).u32(id).raw(&[0; 68]).end();
+        w.full(b"tkhd", 0, 3)
+            .u32(0)
+            .u32(0)
+            .u32(id)
+            .raw(&[0; 68])
+            .end();
         w.begin(b"mdia");
-        w.full(b"mdhd", 0, 0).u32(0).u32(0).u32(timescale).u32(0).u32(0).end();
-        w.full(b"hdlr", 0, 0).u32(0).raw(handler).raw(&[0; 13]).end();
+        w.full(b"mdhd", 0, 0)
+            .u32(0)
+            .u32(0)
+            .u32(timescale)
+            .u32(0)
+            .u32(0)
+            .end();
+        w.full(b"hdlr", 0, 0)
+            .u32(0)
+            .raw(handler)
+            .raw(&[0; 13])
+            .end();
         w.begin(b"minf").begin(b"stbl");
         w.full(b"stsd", 0, 0).u32(1);
         w.begin(entry).raw(&[0; 78]).end();
@@ -656,7 +676,12 @@ pub(crate) mod tests {
 
     /// moof + mdat for track `id`: samples as (duration, cto); `version` 1
     /// for signed offsets; `tfdt` omitted when `None`.
-    pub(crate) fn fragment(id: u32, tfdt: Option<u64>, version: u8, samples: &[(u32, i32)]) -> Vec<u8> {
+    pub(crate) fn fragment(
+        id: u32,
+        tfdt: Option<u64>,
+        version: u8,
+        samples: &[(u32, i32)],
+    ) -> Vec<u8> {
         let mut w = W::default();
         w.begin(b"moof");
         w.full(b"mfhd", 0, 0).u32(1).end();
@@ -713,7 +738,11 @@ pub(crate) mod tests {
         w.end().end();
         all.extend(w.buf);
         let idx = index(&[Bytes::from(all)]).unwrap();
-        let got: Vec<(i64, i64, u32)> = idx.samples.iter().map(|s| (s.dts, s.pts, s.duration)).collect();
+        let got: Vec<(i64, i64, u32)> = idx
+            .samples
+            .iter()
+            .map(|s| (s.dts, s.pts, s.duration))
+            .collect();
         assert_eq!(
             got,
             [
@@ -744,8 +773,14 @@ pub(crate) mod tests {
     #[test]
     fn rejects_what_is_not_one_video_track_in_fmp4() {
         let frag = fragment(1, Some(0), 0, &GOP);
-        assert_eq!(index(&[Bytes::from(frag.clone())]), Err(InputError::NoInit("moof")));
-        assert_eq!(index(&[Bytes::from(init(false, 0))]), Err(InputError::NoSamples));
+        assert_eq!(
+            index(&[Bytes::from(frag.clone())]),
+            Err(InputError::NoInit("moof"))
+        );
+        assert_eq!(
+            index(&[Bytes::from(init(false, 0))]),
+            Err(InputError::NoSamples)
+        );
         assert_eq!(index(&[]), Err(InputError::NoMoov));
         let mut two = init(false, 0);
         two.extend(init(false, 0));

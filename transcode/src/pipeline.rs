@@ -120,9 +120,9 @@ impl Running {
             limit,
         };
         if run.pipeline.set_state(gst::State::Playing).is_err() {
-            return Err(run.bus_error().unwrap_or_else(|| {
-                GstError::Build("the pipeline refused to start".into())
-            }));
+            return Err(run
+                .bus_error()
+                .unwrap_or_else(|| GstError::Build("the pipeline refused to start".into())));
         }
         Ok(run)
     }

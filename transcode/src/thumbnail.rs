@@ -14,10 +14,10 @@
 //!    that frame is not the keyframe, so the decoder runs forward from the
 //!    fragment's keyframe. qtdemux's timestamps are mapped to the index's by
 //!    the first sample it emits (edit lists may shift them).
-//! 2. encode: `appsrc` (that one raw frame) → `videoscale` → `capsfilter`
-//!    (the output size, square pixels) → `videoconvert` (RGB) →
-//!    `videoconvert` (I420, full range) → `jpegenc` → `appsink`. Only the
-//!    chosen frame is scaled and encoded.
+//! 2. encode: `appsrc` (that one raw frame) → `videoconvert` (RGB) →
+//!    `videoscale` → `capsfilter` (the output size, square pixels) →
+//!    `videoconvert` (I420, BT.601 full range as JFIF wants) → `jpegenc`
+//!    → `appsink`. Only the chosen frame is converted and encoded.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -186,14 +186,25 @@ fn gst_error(stage: Stage, e: GstError) -> ThumbnailError {
             element,
             message,
             debug,
-        } => ThumbnailError::Failed {
-            stage: stage_of(&element),
-            message: match debug {
-                Some(d) => format!("{message} ({d})"),
-                None => message,
-            },
-            element,
-        },
+        } => {
+            let debug = debug.unwrap_or_default();
+            // A source reports "not-negotiated" when an element downstream
+            // refused the stream's format: in the decode pipeline that is
+            // the parser or decoder refusing the codec configuration.
+            let (stage, message) = if element == "input" && debug.contains("not-negotiated") {
+                (
+                    Stage::Decode,
+                    format!("the parser/decoder refused the stream's codec configuration ({message} {debug})"),
+                )
+            } else {
+                (stage_of(&element), format!("{message} ({debug})"))
+            };
+            ThumbnailError::Failed {
+                stage,
+                element,
+                message,
+            }
+        }
         GstError::Timeout(after) => ThumbnailError::Timeout { stage, after },
     }
 }
@@ -240,8 +251,19 @@ pub fn thumbnail(
     };
     pipeline::init().map_err(|e| gst_error(Stage::Input, e))?;
     let deadline = started + TIME_LIMIT;
+    let decoding = Instant::now();
     let frame = decode_frame(input.pieces, &index, &codec, target, deadline)?;
-    encode_jpeg(&frame, request, deadline)
+    let encoding = Instant::now();
+    let jpeg = encode_jpeg(&frame, request, deadline)?;
+    tracing::debug!(
+        samples = index.samples.len(),
+        index_us = (decoding - started).as_micros() as u64,
+        decode_ms = (encoding - decoding).as_millis() as u64,
+        encode_ms = encoding.elapsed().as_millis() as u64,
+        bytes = jpeg.len(),
+        "thumbnail"
+    );
+    Ok(jpeg)
 }
 
 fn validate(r: &ThumbnailRequest) -> Result<(), ThumbnailError> {
@@ -358,7 +380,10 @@ fn decode_frame(
 
     let run = Running::start(pipe, deadline, TIME_LIMIT).map_err(setup)?;
     for piece in pieces {
-        if src.push_buffer(gst::Buffer::from_slice(piece.clone())).is_err() {
+        if src
+            .push_buffer(gst::Buffer::from_slice(piece.clone()))
+            .is_err()
+        {
             // The pipeline already failed (its error is on the bus) or
             // stopped; the pull below says which.
             break;
@@ -378,7 +403,10 @@ fn decode_frame(
         let Some(pts) = sample.buffer().and_then(|b| b.pts()) else {
             continue;
         };
-        let base = offset.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(0);
+        let base = offset
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(0);
         let pts = i128::from(pts.nseconds()) - base;
         if (pts - target_ns).abs() <= tolerance {
             return Ok(sample);
@@ -405,14 +433,13 @@ fn encode_jpeg(
     deadline: Instant,
 ) -> Result<Vec<u8>, ThumbnailError> {
     let setup = |e| gst_error(Stage::Scale, e);
-    let caps = frame
-        .caps()
-        .ok_or(ThumbnailError::NoFrame)?
-        .to_owned();
+    let caps = frame.caps().ok_or(ThumbnailError::NoFrame)?.to_owned();
     let buffer = frame.buffer_owned().ok_or(ThumbnailError::NoFrame)?;
     let s = caps.structure(0).ok_or(ThumbnailError::NoFrame)?;
     let w = s.get::<i32>("width").map_err(|_| ThumbnailError::NoFrame)?;
-    let h = s.get::<i32>("height").map_err(|_| ThumbnailError::NoFrame)?;
+    let h = s
+        .get::<i32>("height")
+        .map_err(|_| ThumbnailError::NoFrame)?;
     let par = s
         .get::<gst::Fraction>("pixel-aspect-ratio")
         .map(|f| (f.numer(), f.denom()))
@@ -424,23 +451,32 @@ fn encode_jpeg(
         request.height,
     );
 
-    // Scale first (in the decoder's format, the cheapest), then convert
-    // to JFIF's colours: BT.601, full range. videoconvert 1.22 leaves YUV
+    // JFIF's colours are BT.601, full range. videoconvert 1.22 leaves YUV
     // to YUV range changes undone (limited-range video would come out
-    // washed out), so the colours go through RGB, which it converts right;
-    // jpegenc given RGB would write an RGB JPEG, hence YUV again after.
+    // washed out) and videoscale's I420 path is off by a fraction of a
+    // pixel, so the frame goes to RGB, is scaled there, and goes back to
+    // full-range I420 (jpegenc given RGB would write an RGB JPEG).
+    let to_rgb = pipeline::make("videoconvert", "convert").map_err(setup)?;
+    let rgb = caps_filter(
+        "rgb",
+        gst::Caps::builder("video/x-raw")
+            .field("format", "RGB")
+            .build(),
+    )
+    .map_err(setup)?;
     let scale = pipeline::make("videoscale", "scale").map_err(setup)?;
+    // The size is already the aspect-keeping one, rounded: no letterbox
+    // line for the rounding.
+    scale.set_property("add-borders", false);
     let size = caps_filter("size", {
         gst::Caps::builder("video/x-raw")
+            .field("format", "RGB")
             .field("width", out_w as i32)
             .field("height", out_h as i32)
             .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
             .build()
     })
     .map_err(setup)?;
-    let to_rgb = pipeline::make("videoconvert", "convert").map_err(setup)?;
-    let rgb = caps_filter("rgb", gst::Caps::builder("video/x-raw").field("format", "RGB").build())
-        .map_err(setup)?;
     let to_yuv = pipeline::make("videoconvert", "convert-yuv").map_err(setup)?;
     let yuv = caps_filter("yuv", {
         gst::Caps::builder("video/x-raw")
@@ -449,8 +485,7 @@ fn encode_jpeg(
             .build()
     })
     .map_err(setup)?;
-    let encode =
-        pipeline::make("jpegenc", "encode").map_err(|e| gst_error(Stage::Encode, e))?;
+    let encode = pipeline::make("jpegenc", "encode").map_err(|e| gst_error(Stage::Encode, e))?;
     encode.set_property("quality", i32::from(request.quality));
     let src = gst_app::AppSrc::builder()
         .name("frame")
@@ -467,10 +502,10 @@ fn encode_jpeg(
         &pipe,
         &[
             src.upcast_ref(),
-            &scale,
-            &size,
             &to_rgb,
             &rgb,
+            &scale,
+            &size,
             &to_yuv,
             &yuv,
             &encode,
@@ -524,7 +559,9 @@ pub fn output_size(
             ((dw * s).min(f64::from(w)), (dh * s).min(f64::from(h)))
         }
     };
-    let cap = (f64::from(MAX_WIDTH) / w).min(f64::from(MAX_HEIGHT) / h).min(1.0);
+    let cap = (f64::from(MAX_WIDTH) / w)
+        .min(f64::from(MAX_HEIGHT) / h)
+        .min(1.0);
     let round = |v: f64, max: u32| (v.round() as u32).clamp(1, max);
     (round(w * cap, MAX_WIDTH), round(h * cap, MAX_HEIGHT))
 }
@@ -540,14 +577,26 @@ mod tests {
         assert_eq!(output_size((1920, 1080), sq, Some(320), None), (320, 180));
         assert_eq!(output_size((1920, 1080), sq, None, Some(90)), (160, 90));
         // Both: fit inside the box.
-        assert_eq!(output_size((1920, 1080), sq, Some(320), Some(320)), (320, 180));
-        assert_eq!(output_size((1920, 1080), sq, Some(1000), Some(90)), (160, 90));
+        assert_eq!(
+            output_size((1920, 1080), sq, Some(320), Some(320)),
+            (320, 180)
+        );
+        assert_eq!(
+            output_size((1920, 1080), sq, Some(1000), Some(90)),
+            (160, 90)
+        );
         // Anamorphic: 1440x1080 at 4:3 pixels displays as 1920x1080.
         assert_eq!(output_size((1440, 1080), (4, 3), None, None), (1920, 1080));
-        assert_eq!(output_size((1440, 1080), (4, 3), Some(480), None), (480, 270));
+        assert_eq!(
+            output_size((1440, 1080), (4, 3), Some(480), None),
+            (480, 270)
+        );
         // Capped at 3840x2160, aspect kept.
         assert_eq!(output_size((7680, 4320), sq, None, None), (3840, 2160));
-        assert_eq!(output_size((1080, 1920), sq, Some(3840), None), (1215, 2160));
+        assert_eq!(
+            output_size((1080, 1920), sq, Some(3840), None),
+            (1215, 2160)
+        );
         // Never zero.
         assert_eq!(output_size((4000, 2), sq, Some(100), None), (100, 1));
     }
@@ -557,14 +606,35 @@ mod tests {
         let ok = ThumbnailRequest::at(0, 90_000);
         assert_eq!(validate(&ok), Ok(()));
         for bad in [
-            ThumbnailRequest { timescale: 0, ..ok.clone() },
-            ThumbnailRequest { width: Some(0), ..ok.clone() },
-            ThumbnailRequest { width: Some(100_000), ..ok.clone() },
-            ThumbnailRequest { height: Some(2161), ..ok.clone() },
-            ThumbnailRequest { quality: 0, ..ok.clone() },
-            ThumbnailRequest { quality: 101, ..ok.clone() },
+            ThumbnailRequest {
+                timescale: 0,
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                width: Some(0),
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                width: Some(100_000),
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                height: Some(2161),
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                quality: 0,
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                quality: 101,
+                ..ok.clone()
+            },
         ] {
-            assert!(matches!(validate(&bad), Err(ThumbnailError::InvalidRequest(_))), "{bad:?}");
+            assert!(
+                matches!(validate(&bad), Err(ThumbnailError::InvalidRequest(_))),
+                "{bad:?}"
+            );
         }
     }
 
