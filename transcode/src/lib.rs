@@ -20,6 +20,6 @@ pub mod pipeline;
 pub mod thumbnail;
 
 pub use thumbnail::{
-    thumbnail, Stage, ThumbnailError, ThumbnailInput, ThumbnailRequest, MAX_HEIGHT, MAX_WIDTH,
-    TIME_LIMIT,
+    thumbnail, thumbnail_within, Stage, ThumbnailError, ThumbnailInput, ThumbnailRequest,
+    MAX_HEIGHT, MAX_WIDTH, TIME_LIMIT,
 };

@@ -28,7 +28,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::fmp4::{self, InputError, Shown, TrackIndex};
-use crate::pipeline::{self, GstError, Running};
+use crate::pipeline::{self, Deadline, GstError, Running};
 
 /// Largest output: every thumbnail fits inside this box.
 pub const MAX_WIDTH: u32 = 3840;
@@ -234,13 +234,23 @@ fn codec_of(sample_entry: &[u8; 4]) -> Result<Codec, ThumbnailError> {
     }
 }
 
-/// Renders the frame shown at `request.time_ticks` as a JPEG. Blocking:
-/// run it with `tokio::task::spawn_blocking`.
+/// Renders the frame shown at `request.time_ticks` as a JPEG, within
+/// [`TIME_LIMIT`]. Blocking: run it with `tokio::task::spawn_blocking`.
 pub fn thumbnail(
     input: ThumbnailInput<'_>,
     request: &ThumbnailRequest,
 ) -> Result<Vec<u8>, ThumbnailError> {
+    thumbnail_within(input, request, TIME_LIMIT)
+}
+
+/// [`thumbnail`] with another time limit for the whole job.
+pub fn thumbnail_within(
+    input: ThumbnailInput<'_>,
+    request: &ThumbnailRequest,
+    limit: Duration,
+) -> Result<Vec<u8>, ThumbnailError> {
     let started = Instant::now();
+    let deadline = Deadline::after(limit);
     validate(request)?;
     let index = fmp4::index(input.pieces)?;
     let codec = codec_of(&index.sample_entry)?;
@@ -250,7 +260,6 @@ pub fn thumbnail(
         Shown::PastEnd => return Err(ThumbnailError::PastEnd),
     };
     pipeline::init().map_err(|e| gst_error(Stage::Input, e))?;
-    let deadline = started + TIME_LIMIT;
     let decoding = Instant::now();
     let frame = decode_frame(input.pieces, &index, &codec, target, deadline)?;
     let encoding = Instant::now();
@@ -308,7 +317,7 @@ fn decode_frame(
     index: &TrackIndex,
     codec: &Codec,
     target: i64,
-    deadline: Instant,
+    deadline: Deadline,
 ) -> Result<gst::Sample, ThumbnailError> {
     let setup = |e| gst_error(Stage::Decode, e);
     let demux = pipeline::make("qtdemux", "demux").map_err(|e| gst_error(Stage::Demux, e))?;
@@ -378,7 +387,7 @@ fn decode_frame(
         });
     }
 
-    let run = Running::start(pipe, deadline, TIME_LIMIT).map_err(setup)?;
+    let run = Running::start(pipe, deadline).map_err(setup)?;
     for piece in pieces {
         if src
             .push_buffer(gst::Buffer::from_slice(piece.clone()))
@@ -430,7 +439,7 @@ fn caps_filter(name: &str, caps: gst::Caps) -> Result<gst::Element, GstError> {
 fn encode_jpeg(
     frame: &gst::Sample,
     request: &ThumbnailRequest,
-    deadline: Instant,
+    deadline: Deadline,
 ) -> Result<Vec<u8>, ThumbnailError> {
     let setup = |e| gst_error(Stage::Scale, e);
     let caps = frame.caps().ok_or(ThumbnailError::NoFrame)?.to_owned();
@@ -513,7 +522,7 @@ fn encode_jpeg(
         ],
     )
     .map_err(setup)?;
-    let run = Running::start(pipe, deadline, TIME_LIMIT).map_err(setup)?;
+    let run = Running::start(pipe, deadline).map_err(setup)?;
     let _ = src.push_buffer(buffer);
     let _ = src.end_of_stream();
     let jpeg = run

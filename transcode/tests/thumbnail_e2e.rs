@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use bytes::Bytes;
-use vela_transcode::{thumbnail, Stage, ThumbnailError, ThumbnailInput, ThumbnailRequest};
+use vela_transcode::{
+    thumbnail, thumbnail_within, Stage, ThumbnailError, ThumbnailInput, ThumbnailRequest,
+};
 
 // --- fixtures ----------------------------------------------------------------
 
@@ -532,6 +534,28 @@ fn past_the_end_and_bad_input_are_errors() {
         started.elapsed()
     );
     assert!(started.elapsed() < vela_transcode::TIME_LIMIT + std::time::Duration::from_secs(2));
+}
+
+#[test]
+fn the_time_limit_ends_the_job_and_names_the_stage() {
+    let clip = h264();
+    let input = pieces(clip, &[1]);
+    // A limit already spent when the pipeline starts: the first wait ends it
+    // (a limit of a few milliseconds would race the decoder).
+    let limit = std::time::Duration::ZERO;
+    assert_eq!(
+        thumbnail_within(
+            ThumbnailInput::new(&input),
+            &at(clip, clip.frames[60].0),
+            limit
+        ),
+        Err(ThumbnailError::Timeout {
+            stage: Stage::Decode,
+            after: limit
+        })
+    );
+    // The same input within the default limit is fine.
+    assert!(thumbnail(ThumbnailInput::new(&input), &at(clip, clip.frames[60].0)).is_ok());
 }
 
 /// The cost of one thumbnail from a 1080p 2 s segment (50 frames, B-frames):
