@@ -12,14 +12,16 @@
 //!    `h265parse` → `avdec_h264` / `avdec_h265` → `appsink`. Frames come out
 //!    in presentation order; the wait stops at the asked frame. With B-frames
 //!    that frame is not the keyframe, so the decoder runs forward from the
-//!    fragment's keyframe. qtdemux's timestamps are mapped to the index's by
-//!    the first sample it emits (edit lists may shift them).
+//!    fragment's keyframe; unreferenced pictures other than the asked one
+//!    are dropped before the decoder ([`crate::nal`]). qtdemux's timestamps
+//!    are mapped to the index's by the first sample it emits (edit lists may
+//!    shift them).
 //! 2. encode: `appsrc` (that one raw frame) → `videoconvert` (RGB) →
 //!    `videoscale` → `capsfilter` (the output size, square pixels) →
 //!    `videoconvert` (I420, BT.601 full range as JFIF wants) → `jpegenc`
 //!    → `appsink`. Only the chosen frame is converted and encoded.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,6 +30,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::fmp4::{self, InputError, Shown, TrackIndex};
+use crate::nal;
 use crate::pipeline::{self, Deadline, GstError, Running};
 
 /// Largest output: every thumbnail fits inside this box.
@@ -211,6 +214,7 @@ fn gst_error(stage: Stage, e: GstError) -> ThumbnailError {
 
 /// How a sample entry is decoded.
 struct Codec {
+    kind: nal::Kind,
     caps: &'static str,
     parser: &'static str,
     decoder: &'static str,
@@ -219,11 +223,13 @@ struct Codec {
 fn codec_of(sample_entry: &[u8; 4]) -> Result<Codec, ThumbnailError> {
     match sample_entry {
         b"avc1" | b"avc3" => Ok(Codec {
+            kind: nal::Kind::H264,
             caps: "video/x-h264",
             parser: "h264parse",
             decoder: "avdec_h264",
         }),
         b"hvc1" | b"hev1" => Ok(Codec {
+            kind: nal::Kind::H265,
             caps: "video/x-h265",
             parser: "h265parse",
             decoder: "avdec_h265",
@@ -371,19 +377,44 @@ fn decode_frame(
     });
 
     // The first buffer that qtdemux emits is the index's first sample: the
-    // difference of their times maps one timeline to the other.
+    // difference of their times maps one timeline to the other. Before the
+    // decoder, access units that no picture references and that are not
+    // the asked frame are dropped (see `crate::nal`).
     let first_pts_ns = ticks_to_ns(index.samples[0].pts, index.timescale);
+    let target_ns = ticks_to_ns(target, index.timescale);
+    let tolerance = ticks_to_ns(index.half_min_gap(), index.timescale).max(1);
     let offset: Arc<Mutex<Option<i128>>> = Arc::new(Mutex::new(None));
     if let Some(pad) = parse.static_pad("sink") {
         let offset = offset.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(buf) = info.buffer() {
-                if let Some(pts) = buf.pts() {
-                    let mut o = offset.lock().unwrap_or_else(|p| p.into_inner());
-                    o.get_or_insert(i128::from(pts.nseconds()) - first_pts_ns);
-                }
+        let kind = codec.kind;
+        let length_size: Arc<OnceLock<Option<usize>>> = Arc::new(OnceLock::new());
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Some(buf) = info.buffer() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(pts) = buf.pts() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let pts = i128::from(pts.nseconds());
+            let base = *offset
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(pts - first_pts_ns);
+            if (pts - base - target_ns).abs() <= tolerance {
+                return gst::PadProbeReturn::Ok;
             }
-            gst::PadProbeReturn::Remove
+            let length_size = *length_size.get_or_init(|| {
+                let caps = pad.current_caps()?;
+                let record = caps.structure(0)?.get::<gst::Buffer>("codec_data").ok()?;
+                let map = record.map_readable().ok()?;
+                nal::length_size(kind, &map)
+            });
+            match (length_size, buf.map_readable()) {
+                (Some(n), Ok(map)) if nal::is_disposable(kind, n, &map) => {
+                    gst::PadProbeReturn::Drop
+                }
+                _ => gst::PadProbeReturn::Ok,
+            }
         });
     }
 
@@ -400,8 +431,6 @@ fn decode_frame(
     }
     let _ = src.end_of_stream();
 
-    let target_ns = ticks_to_ns(target, index.timescale);
-    let tolerance = ticks_to_ns(index.half_min_gap(), index.timescale).max(1);
     let mut earlier: Option<gst::Sample> = None;
     loop {
         let Some(sample) = run.pull(&sink).map_err(setup)? else {
