@@ -128,9 +128,10 @@ mod tests {
         assert_eq!(length_size(Kind::H264, &[1, 0x64, 0, 0x1f, 0xfd]), Some(2));
         assert_eq!(length_size(Kind::H264, &[1, 0x64]), None);
         let mut hvcc = [0u8; 23];
-        hvcc[21] = 0b00_001_1_11; // one temporal layer, nested, 4-byte lengths
+        // numTemporalLayers << 3 | temporalIdNested << 2 | lengthSizeMinusOne
+        hvcc[21] = (1 << 3) | (1 << 2) | 3; // one layer, 4-byte lengths
         assert_eq!(length_size(Kind::H265, &hvcc), Some(4));
-        hvcc[21] = 0b00_010_0_11; // two temporal layers: no skipping
+        hvcc[21] = (2 << 3) | 3; // two temporal layers: no skipping
         assert_eq!(length_size(Kind::H265, &hvcc), None);
         assert_eq!(length_size(Kind::H265, &hvcc[..10]), None);
     }
