@@ -23,6 +23,6 @@ pub mod pipeline;
 pub mod thumbnail;
 
 pub use thumbnail::{
-    thumbnail, thumbnail_within, Stage, ThumbnailError, ThumbnailInput, ThumbnailRequest,
-    MAX_HEIGHT, MAX_WIDTH, TIME_LIMIT,
+    last_frame_time, thumbnail, thumbnail_within, Stage, ThumbnailError, ThumbnailInput,
+    ThumbnailRequest, MAX_HEIGHT, MAX_WIDTH, TIME_LIMIT,
 };

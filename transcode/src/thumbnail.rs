@@ -249,6 +249,20 @@ pub fn thumbnail(
     thumbnail_within(input, request, TIME_LIMIT)
 }
 
+/// The presentation time of the last frame of the input, in the track's
+/// timescale: `(time_ticks, timescale)` for a [`ThumbnailRequest`] of the
+/// latest picture (a live stream's `latest.jpg`). Reads only the boxes.
+pub fn last_frame_time(input: ThumbnailInput<'_>) -> Result<(i64, u32), ThumbnailError> {
+    let index = fmp4::index(input.pieces)?;
+    let last = index
+        .samples
+        .iter()
+        .map(|s| s.pts)
+        .max()
+        .ok_or(InputError::NoSamples)?;
+    Ok((last, index.timescale))
+}
+
 /// [`thumbnail`] with another time limit for the whole job.
 pub fn thumbnail_within(
     input: ThumbnailInput<'_>,

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use vela_transcode::{
-    thumbnail, thumbnail_within, Stage, ThumbnailError, ThumbnailInput, ThumbnailRequest,
+    last_frame_time, thumbnail, thumbnail_within, Stage, ThumbnailError, ThumbnailInput,
+    ThumbnailRequest,
 };
 
 // --- fixtures ----------------------------------------------------------------
@@ -337,6 +338,20 @@ fn h264_picks_the_frame_shown_at_the_time_including_b_frames() {
         let jpeg = thumbnail(ThumbnailInput::new(&input), &at(clip, t)).unwrap();
         assert_frame(clip, &jpeg, n, &format!("h264 {what} (t={t})"));
     }
+}
+
+#[test]
+fn latest_picture_of_a_live_segment() {
+    let clip = h264();
+    let input = pieces(clip, &[0, 1]);
+    let (t, timescale) = last_frame_time(ThumbnailInput::new(&input)).unwrap();
+    assert_eq!((t, timescale), (clip.frames[99].0, clip.timescale));
+    let jpeg = thumbnail(
+        ThumbnailInput::new(&input),
+        &ThumbnailRequest::at(t, timescale),
+    )
+    .unwrap();
+    assert_frame(clip, &jpeg, 99, "latest picture");
 }
 
 #[test]
