@@ -166,7 +166,8 @@ fn stage_of(element: &str) -> Stage {
     match element {
         "input" => Stage::Input,
         "demux" => Stage::Demux,
-        "parse" | "decode" | "frames" | "other" => Stage::Decode,
+        "parse" | "decode" | "frames" => Stage::Decode,
+        other if other.starts_with("other-") => Stage::Decode,
         "frame" | "scale" | "size" | "convert" | "rgb" | "convert-yuv" | "yuv" => Stage::Scale,
         _ => Stage::Encode,
     }
@@ -371,15 +372,22 @@ fn decode_frame(
     let weak_pipe = pipe.downgrade();
     let video_caps = codec.caps;
     demux.connect_pad_added(move |_, pad| {
-        let is_video = pad
-            .current_caps()
-            .and_then(|c| c.structure(0).map(|s| s.name() == video_caps))
-            .unwrap_or(false);
+        // qtdemux sets a pad's caps before adding it; its name says the
+        // kind if not.
+        let is_video = match pad.current_caps() {
+            Some(c) => c.structure(0).is_some_and(|s| s.name() == video_caps),
+            None => pad.name().starts_with("video_"),
+        };
         if is_video && !parse_sink.is_linked() {
             let _ = pad.link(&parse_sink);
         } else if let Some(p) = weak_pipe.upgrade() {
-            if let Ok(fake) = gst::ElementFactory::make("fakesink").name("other").build() {
+            let name = format!("other-{}", pad.name());
+            if let Ok(fake) = gst::ElementFactory::make("fakesink").name(name).build() {
                 fake.set_property("sync", false);
+                // Not part of the preroll: qtdemux's one streaming thread
+                // blocks in the prerolled video branch until PLAYING, and
+                // would never bring this sink its first buffer.
+                fake.set_property("async", false);
                 if p.add(&fake).is_ok() {
                     let _ = fake.sync_state_with_parent();
                     if let Some(sinkpad) = fake.static_pad("sink") {

@@ -71,6 +71,18 @@ fn hevc_ffmpeg() -> PathBuf {
 /// testsrc2 encoded with `codec_args`, fragmented at each keyframe (every
 /// 2 s at 25 fps).
 fn make_clip(name: &str, ffmpeg: &Path, size: &str, seconds: u32, codec_args: &[&str]) -> Clip {
+    make_clip_with(name, ffmpeg, size, seconds, &[], codec_args)
+}
+
+/// [`make_clip`] with more inputs (`-f lavfi -i sine`, ...) after the video.
+fn make_clip_with(
+    name: &str,
+    ffmpeg: &Path,
+    size: &str,
+    seconds: u32,
+    inputs: &[&str],
+    codec_args: &[&str],
+) -> Clip {
     let src = fixtures().join(format!("{name}.mp4"));
     let mut cmd = Command::new(ffmpeg);
     cmd.args([
@@ -83,6 +95,7 @@ fn make_clip(name: &str, ffmpeg: &Path, size: &str, seconds: u32, codec_args: &[
         "-i",
     ])
     .arg(format!("testsrc2=size={size}:rate=25"))
+    .args(inputs)
     .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
     .args(codec_args)
     .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"])
@@ -352,6 +365,35 @@ fn latest_picture_of_a_live_segment() {
     )
     .unwrap();
     assert_frame(clip, &jpeg, 99, "latest picture");
+}
+
+/// An init segment that also describes an audio track (and fragments that
+/// carry it): the audio goes nowhere, the picture is still right.
+#[test]
+fn an_audio_track_beside_the_video_is_ignored() {
+    let clip = make_clip_with(
+        "h264-aac",
+        Path::new("ffmpeg"),
+        "320x180",
+        4,
+        &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"],
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "3",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
+    );
+    assert!(clip.init.windows(4).any(|w| w == b"soun"));
+    let input = pieces(&clip, &[1]);
+    let b = (51..100).find(|&n| clip.frames[n].1 == 'B').unwrap();
+    let jpeg = thumbnail(ThumbnailInput::new(&input), &at(&clip, clip.frames[b].0)).unwrap();
+    assert_frame(&clip, &jpeg, b, "h264 with an audio track, B-frame");
 }
 
 #[test]
