@@ -668,6 +668,8 @@ async fn a_stopped_server_leaves_no_processing_entry() {
     }
     let common::App { cp, router, dir } = a;
     drop((cp, router, db));
+    // Background tasks let go of the search index (as in api.rs's restart test).
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     let a = common::app_in(dir, None, PublishMode::Auto).await;
     let tok = a.admin_token().await;
     let e = entry(&a, &tok, &fresh).await;
