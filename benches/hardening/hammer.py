@@ -321,10 +321,13 @@ async def read_until(r, needle, timeout=10):
         buf = buf[-200000:]
 
 
-async def rtmp_publish(port, key, headers, frames, seconds, stats, ts_base=0):
+async def rtmp_publish(port, key, headers, frames, seconds, stats, ts_base=0, source=None):
     """Publishes `frames` in a loop, paced in real time, for `seconds` (or until
-    cancelled); returns the next timestamp base. Raises on a refused publish."""
-    r, w = await asyncio.open_connection("127.0.0.1", port)
+    cancelled); returns the next timestamp base. Raises on a refused publish.
+    `source`: the local address (encoders come from many addresses; the
+    per-address limit would otherwise cap a run at 64)."""
+    kw = {"local_addr": (source, 0)} if source else {}
+    r, w = await asyncio.open_connection("127.0.0.1", port, **kw)
     try:
         w.write(b"\x03" + os.urandom(1536))
         s0s1s2 = await asyncio.wait_for(r.readexactly(3073), 10)
@@ -653,7 +656,7 @@ async def storm(args):
                 try:
                     ts = await rtmp_publish(vela.rtmp, f"storm{i}", headers, frames,
                                             min(hold, args.duration - (time.monotonic() - t0)),
-                                            {}, ts)
+                                            {}, ts, f"127.0.0.{2 + i % 248}")
                     counts["sessions"] += 1
                 except (ConnectionError, asyncio.TimeoutError, OSError, asyncio.IncompleteReadError):
                     counts["errors"] += 1
@@ -709,7 +712,8 @@ async def soak(args):
             while not stop.is_set() and time.monotonic() - t0 < args.duration:
                 try:
                     ts = await rtmp_publish(vela.rtmp, f"soak{i}", headers, frames,
-                                            args.duration - (time.monotonic() - t0), {}, ts)
+                                            args.duration - (time.monotonic() - t0), {}, ts,
+                                            f"127.0.0.{2 + i % 248}")
                 except (ConnectionError, asyncio.TimeoutError, OSError, asyncio.IncompleteReadError):
                     counts["restarts"] += 1
                     await asyncio.sleep(1)
