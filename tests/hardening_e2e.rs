@@ -493,6 +493,10 @@ fn every_error_status_of_every_router_answers_json() {
     assert_json_error("over the per-address limit", &refused, 503);
     assert!(refused.head.contains("retry-after: "), "{:?}", refused.head);
     drop(held);
+    // The server notices the closes a moment later.
+    server.poll("the held connections to be released", 150, POLL, || {
+        (server.get("/healthz").status == 200).then_some(())
+    });
     let counted = metric(
         &server,
         "vela_connections_refused_total{listener=\"http\",reason=\"per_address\"}",
