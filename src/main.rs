@@ -14,13 +14,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc gives freed memory back to the system within milliseconds; with
-/// glibc's malloc the process kept every peak (an attack's thousands of
-/// connections, a storm of publishers) for good. Measured in
-/// benches/README.md ("Listener hardening").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "vela",
