@@ -385,8 +385,14 @@ struct Answer {
 fn raw(addr: SocketAddr, request: &[u8]) -> Answer {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    // The server may answer (and close) before it has read everything.
-    let _ = s.write_all(request);
+    // The server may answer (and close) before it has read everything: write
+    // from another thread and read here at the same time, so the answer is
+    // read before the close of an unread body resets the connection.
+    let mut writer = s.try_clone().unwrap();
+    let request = request.to_vec();
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&request);
+    });
     let mut got = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -395,6 +401,7 @@ fn raw(addr: SocketAddr, request: &[u8]) -> Answer {
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
     }
+    let _ = sender.join();
     let text = String::from_utf8_lossy(&got).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -455,7 +462,7 @@ fn every_error_status_of_every_router_answers_json() {
             "a licence request over the body limit",
             raw(a, &{
                 let mut r = b"POST /drm/clearkey/license HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3000000\r\nConnection: close\r\n\r\n".to_vec();
-                r.extend(std::iter::repeat_n(b'a', 65536));
+                r.extend(std::iter::repeat_n(b'a', 3_000_000));
                 r
             }),
             413,
@@ -486,6 +493,10 @@ fn every_error_status_of_every_router_answers_json() {
     assert_json_error("over the per-address limit", &refused, 503);
     assert!(refused.head.contains("retry-after: "), "{:?}", refused.head);
     drop(held);
+    // The server notices the closes a moment later.
+    server.poll("the held connections to be released", 150, POLL, || {
+        (server.get("/healthz").status == 200).then_some(())
+    });
     let counted = metric(
         &server,
         "vela_connections_refused_total{listener=\"http\",reason=\"per_address\"}",

@@ -15,6 +15,9 @@ connections, and the canary stream's health.
       client before and while they are held. `--limits bench` raises the caps
       and timeouts so that all connections stay open (what it costs);
       `--limits default` uses the defaults (what a public server does to them).
+  hammer.py rtmpflood [--conns 8000] [--limits bench|default]
+      Opens --conns RTMP sessions that do the handshake and `connect`, nothing
+      more, and reports what each costs the server (RSS), then RSS after they go.
   hammer.py storm   [--publishers 200] [--duration 300]
       200 RTMP publishers drop their connection and come back in a loop; at the
       end every stream must be live again, and fds/tasks back at the baseline.
@@ -161,6 +164,14 @@ def http_get_sync(port, path, timeout=10):
     if b"transfer-encoding: chunked" in head.lower():
         body = dechunk(body)
     return status, body
+
+
+async def aget(port, path):
+    c = HttpClient(port)
+    try:
+        return await c.get(path)
+    finally:
+        c.close()
 
 
 def dechunk(b):
@@ -310,10 +321,13 @@ async def read_until(r, needle, timeout=10):
         buf = buf[-200000:]
 
 
-async def rtmp_publish(port, key, headers, frames, seconds, stats, ts_base=0):
+async def rtmp_publish(port, key, headers, frames, seconds, stats, ts_base=0, source=None):
     """Publishes `frames` in a loop, paced in real time, for `seconds` (or until
-    cancelled); returns the next timestamp base. Raises on a refused publish."""
-    r, w = await asyncio.open_connection("127.0.0.1", port)
+    cancelled); returns the next timestamp base. Raises on a refused publish.
+    `source`: the local address (encoders come from many addresses; the
+    per-address limit would otherwise cap a run at 64)."""
+    kw = {"local_addr": (source, 0)} if source else {}
+    r, w = await asyncio.open_connection("127.0.0.1", port, **kw)
     try:
         w.write(b"\x03" + os.urandom(1536))
         s0s1s2 = await asyncio.wait_for(r.readexactly(3073), 10)
@@ -499,15 +513,15 @@ async def flood(args):
         pub = asyncio.ensure_future(
             rtmp_publish(vela.rtmp, "canary", headers, frames, args.hold + 120, pub_stats))
         for _ in range(100):
-            if http_get_sync(vela.http, "/live/canary/master.m3u8")[0] == 200:
+            if (await aget(vela.http, "/live/canary/master.m3u8"))[0] == 200:
                 break
             await asyncio.sleep(0.2)
-        _, master = http_get_sync(vela.http, "/live/canary/master.m3u8")
+        _, master = await aget(vela.http, "/live/canary/master.m3u8")
         uri = next(l for l in master.decode().splitlines() if l and not l.startswith("#"))
         path = uri if uri.startswith("/") else f"/live/canary/{uri}"
         await asyncio.sleep(3)
         idle_p50, idle_p99 = await probe_latency(vela.http, path, args.probes)
-        base = vela.sample()
+        base = await asyncio.get_running_loop().run_in_executor(None, vela.sample)
         print(f"idle server: playlist p50={idle_p50:.2f}ms p99={idle_p99:.2f}ms "
               f"rss={base['rss_mb']:.1f}MB fds={base['fds']}", flush=True)
         held, failures = [], [0]
@@ -522,8 +536,8 @@ async def flood(args):
         samp = asyncio.ensure_future(sampler(vela, stop, 5, t0, lambda: "", log))
         await asyncio.sleep(2)
         p50, p99 = await probe_latency(vela.http, path, args.probes)
-        health = http_get_sync(vela.http, "/healthz")[0]
-        held_s = vela.sample()
+        health = (await aget(vela.http, "/healthz"))[0]
+        held_s = await asyncio.get_running_loop().run_in_executor(None, vela.sample)
         print(f"while held: playlist p50={p50:.2f}ms p99={p99:.2f}ms (idle {idle_p99:.2f}ms, "
               f"ratio {p99 / idle_p99:.2f}); rss={held_s['rss_mb']:.1f}MB "
               f"(+{held_s['rss_mb'] - base['rss_mb']:.1f}MB); healthz {health}", flush=True)
@@ -545,10 +559,10 @@ async def flood(args):
             w.close()
         held.clear()
         await asyncio.sleep(5)
-        end = vela.sample()
+        end = await asyncio.get_running_loop().run_in_executor(None, vela.sample)
         print(f"released: rss={end['rss_mb']:.1f}MB fds={end['fds']} tasks={end['tasks']}", flush=True)
         await asyncio.sleep(55)
-        later = vela.sample()
+        later = await asyncio.get_running_loop().run_in_executor(None, vela.sample)
         print(f"60s after release: rss={later['rss_mb']:.1f}MB fds={later['fds']} tasks={later['tasks']}",
               flush=True)
         stop.set()
@@ -558,6 +572,63 @@ async def flood(args):
         stop.set()
         vela.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+    print(f"server log: {vela.log.name}")
+
+
+# ---------------------------------------------------------------------------
+# rtmpflood: what an unauthenticated RTMP session costs
+# ---------------------------------------------------------------------------
+
+async def rtmp_session(port, i, held, failures):
+    src = f"127.0.0.{2 + i % 248}"
+    try:
+        r, w = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port, local_addr=(src, 0)), 10)
+        w.write(b"\x03" + os.urandom(1536))
+        s0s1s2 = await asyncio.wait_for(r.readexactly(3073), 10)
+        w.write(s0s1s2[1:1537])
+        connect = amf_str("connect") + amf_num(1) + b"\x03" + struct.pack(">H", 3) + b"app" \
+            + amf_str("live") + b"\x00\x00\x09"
+        w.write(rtmp_message(3, 20, 0, 0, connect))
+        await read_until(r, b"NetConnection.Connect.Success")
+        held.append((r, w))
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        failures[0] += 1
+
+
+async def rtmpflood(args):
+    raise_nofile()
+    limits = ("[limits]\nmax_rtmp_connections = 18000\nmax_http_connections = 100\n"
+              "rtmp_per_address = 100000\nrtmp_pre_publish = 100000\n"
+              "rtmp_publish_timeout_s = 3600\nrtmp_idle_timeout_s = 3600\n"
+              if args.limits == "bench" else "")
+    vela = Vela(args.vela, limits)
+    loop = asyncio.get_running_loop()
+    try:
+        base = await loop.run_in_executor(None, vela.sample)
+        held, failures = [], [0]
+        t0 = time.monotonic()
+        for start in range(0, args.conns, 250):
+            await asyncio.gather(*(rtmp_session(vela.rtmp, i, held, failures)
+                                   for i in range(start, min(args.conns, start + 250))))
+        await asyncio.sleep(3)
+        s = await loop.run_in_executor(None, vela.sample)
+        per = (s["rss_mb"] - base["rss_mb"]) * 1024 / max(1, len(held))
+        pre_auth = int(vela.metrics().get('vela_connections_pre_auth{listener="rtmp"}', 0))
+        print(f"{len(held)} sessions after handshake + connect ({failures[0]} refused or failed) "
+              f"in {time.monotonic() - t0:.1f}s: rss {base['rss_mb']:.1f} -> {s['rss_mb']:.1f}MB "
+              f"({per:.1f} KB per session), fds {s['fds']}, tasks {s['tasks']}, "
+              f"pre-auth {pre_auth}",
+              flush=True)
+        for _, w in held:
+            w.close()
+        held.clear()
+        for t in (5, 30, 60):
+            await asyncio.sleep(t - (0 if t == 5 else (5 if t == 30 else 30)))
+            e = await loop.run_in_executor(None, vela.sample)
+            print(f"{t}s after release: rss {e['rss_mb']:.1f}MB fds {e['fds']} tasks {e['tasks']}", flush=True)
+    finally:
+        vela.stop()
     print(f"server log: {vela.log.name}")
 
 
@@ -572,7 +643,7 @@ async def storm(args):
     stop = asyncio.Event()
     try:
         headers, frames = fixture(tmp, audio=False)
-        base = vela.sample()
+        base = await asyncio.get_running_loop().run_in_executor(None, vela.sample)
         print(fmt_sample(0, base, "baseline"), flush=True)
         t0 = time.monotonic()
         counts = {"sessions": 0, "refused": 0, "errors": 0}
@@ -585,7 +656,7 @@ async def storm(args):
                 try:
                     ts = await rtmp_publish(vela.rtmp, f"storm{i}", headers, frames,
                                             min(hold, args.duration - (time.monotonic() - t0)),
-                                            {}, ts)
+                                            {}, ts, f"127.0.0.{2 + i % 248}")
                     counts["sessions"] += 1
                 except (ConnectionError, asyncio.TimeoutError, OSError, asyncio.IncompleteReadError):
                     counts["errors"] += 1
@@ -604,14 +675,14 @@ async def storm(args):
         # Every stream must be live again after its last reconnect.
         live = 0
         for i in range(args.publishers):
-            st, _ = http_get_sync(vela.http, f"/live/storm{i}/master.m3u8")
+            st, _ = await aget(vela.http, f"/live/storm{i}/master.m3u8")
             live += st == 200
         print(f"streams with a playlist right after the storm: {live}/{args.publishers}")
         stop.set()
         await asyncio.gather(samp, canary)
         # The hub keeps vanished streams for reconnect_grace_s (10 s): wait it out.
         await asyncio.sleep(20)
-        end = vela.sample()
+        end = await asyncio.get_running_loop().run_in_executor(None, vela.sample)
         print(fmt_sample(time.monotonic() - t0, end, "after the storm and the reconnect grace"))
         print(f"fds: baseline {base['fds']}, after {end['fds']}; tasks: baseline {base['tasks']}, "
               f"after {end['tasks']}; publish sessions {counts['sessions']}, failed {counts['errors']}")
@@ -641,7 +712,8 @@ async def soak(args):
             while not stop.is_set() and time.monotonic() - t0 < args.duration:
                 try:
                     ts = await rtmp_publish(vela.rtmp, f"soak{i}", headers, frames,
-                                            args.duration - (time.monotonic() - t0), {}, ts)
+                                            args.duration - (time.monotonic() - t0), {}, ts,
+                                            f"127.0.0.{2 + i % 248}")
                 except (ConnectionError, asyncio.TimeoutError, OSError, asyncio.IncompleteReadError):
                     counts["restarts"] += 1
                     await asyncio.sleep(1)
@@ -683,6 +755,9 @@ def main():
     f.add_argument("--hold", type=float, default=60)
     f.add_argument("--probes", type=int, default=300)
     f.add_argument("--limits", choices=["default", "bench"], default="bench")
+    rf = sub.add_parser("rtmpflood")
+    rf.add_argument("--conns", type=int, default=8000)
+    rf.add_argument("--limits", choices=["default", "bench"], default="bench")
     s = sub.add_parser("storm")
     s.add_argument("--publishers", type=int, default=200)
     s.add_argument("--duration", type=float, default=300)
@@ -692,10 +767,10 @@ def main():
     k.add_argument("--every", type=float, default=30)
     args = p.parse_args()
     # Bounded by construction; the guard is for a hung run.
-    limit = {"flood": args.hold + 300 if args.cmd == "flood" else 0,
+    limit = {"flood": args.hold + 300 if args.cmd == "flood" else 0, "rtmpflood": 600,
              "storm": getattr(args, "duration", 0) + 300,
              "soak": getattr(args, "duration", 0) + 300}[args.cmd]
-    asyncio.run(asyncio.wait_for({"flood": flood, "storm": storm, "soak": soak}[args.cmd](args), limit))
+    asyncio.run(asyncio.wait_for({"flood": flood, "rtmpflood": rtmpflood, "storm": storm, "soak": soak}[args.cmd](args), limit))
 
 
 if __name__ == "__main__":

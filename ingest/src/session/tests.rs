@@ -402,10 +402,18 @@ fn changed_sequence_header_re_announces() {
     ));
 }
 
+/// For tests of other timers: media liveness (10 s by default) out of the way.
+fn without_liveness_limit() -> SessionConfig {
+    SessionConfig {
+        media_timeout: Duration::from_secs(3600),
+        ..SessionConfig::default()
+    }
+}
+
 #[test]
 fn frames_without_headers_are_dropped_then_the_session_fails() {
     let (_, _, frames) = fixture_headers();
-    let mut h = Harness::new(SessionConfig::default());
+    let mut h = Harness::new(without_liveness_limit());
     h.publish("k");
     for (ty, ts, body) in frames.iter().take(20) {
         if *ty == 9 {
@@ -428,7 +436,7 @@ fn frames_without_headers_are_dropped_then_the_session_fails() {
 #[test]
 fn late_header_rescues_a_headerless_start() {
     let (vh, ah, frames) = fixture_headers();
-    let mut h = Harness::new(SessionConfig::default());
+    let mut h = Harness::new(without_liveness_limit());
     h.publish("k");
     h.video(0, &frames.iter().find(|f| f.0 == 9).unwrap().2);
     h.advance(Duration::from_secs(3));
