@@ -412,8 +412,17 @@ fn fuzz_entry_on_mutations_of_a_real_file() {
     let seed = std::fs::read(&path).unwrap();
     vela_vod::fuzzing::mp4_index(&seed);
     assert!(MediaIndex::open(&seed[..], &IndexOptions::default()).is_ok());
-    let mut rng = vela_vod::fuzzing::Rng::new(0xf00d);
-    for _ in 0..4000 {
+    // VELA_VOD_FUZZ_ITERS / _SEED run a longer campaign by hand.
+    let iters = std::env::var("VELA_VOD_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let seed_value = std::env::var("VELA_VOD_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0xf00d);
+    let mut rng = vela_vod::fuzzing::Rng::new(seed_value);
+    for _ in 0..iters {
         let m = vela_vod::fuzzing::mutate(&seed, &mut rng);
         vela_vod::fuzzing::mp4_index(&m);
     }
