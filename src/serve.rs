@@ -169,6 +169,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             .rtmp_base
             .clone()
             .unwrap_or_else(|| format!("rtmp://{}:{}/live", host_of(s.rtmp), s.rtmp.port())),
+        media: Default::default(),
     })
     .await
     .context("control plane")?;

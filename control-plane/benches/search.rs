@@ -86,6 +86,9 @@ fn gen_entries(n: usize, vocab: &[String], rng: &mut StdRng) -> Vec<EntryRow> {
                 drm: Drm::default(),
                 created_at: base + i as i64,
                 updated_at: base + i as i64,
+                status_reason: None,
+                media: None,
+                content_name: None,
             }
         })
         .collect()
@@ -174,6 +177,7 @@ async fn run(n: usize) {
         publish_mode: PublishMode::Auto,
         public_http_base: "http://127.0.0.1:8080".into(),
         public_rtmp_base: "rtmp://127.0.0.1:1935/live".into(),
+        media: Default::default(),
     })
     .await
     .unwrap();

@@ -30,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             publish_mode: PublishMode::Auto,
             public_http_base: format!("http://{http}"),
             public_rtmp_base: "rtmp://127.0.0.1:1935/live".into(),
+            media: Default::default(),
         })
         .await?;
         let listener = tokio::net::TcpListener::bind(&http).await?;

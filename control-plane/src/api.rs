@@ -5,13 +5,14 @@ use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
+use crate::content::{MediaInfo, TrackInfo, TrackKind};
 use crate::auth::{
     self, hash_secret, hash_stream_key, new_secret, new_stream_key, now_s, random_hex, Claims, Role,
 };
@@ -300,8 +301,17 @@ pub struct Entry {
     pub categories: Vec<String>,
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
-    /// media: `pending`, `ready`; live: `offline`, `live`.
+    /// media: `pending` (no content), `processing` (an upload is running), `ready`,
+    /// `error` (see `status_reason`); live: `offline`, `live`.
     pub status: String,
+    /// Why the entry is in its status (media entries in `error`, e.g. `upload interrupted`
+    /// or the reason the content was rejected).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// Media entries with content: what it holds (absent when the server has no content
+    /// inspector).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaInfo>,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds.
@@ -350,6 +360,8 @@ impl Entry {
             categories: e.categories.clone(),
             metadata: e.metadata.clone(),
             status: e.status.clone(),
+            status_reason: e.status_reason.clone(),
+            media: e.media.clone(),
             created_at: e.created_at,
             updated_at: e.updated_at,
             duration_s: e.duration_s,
@@ -366,10 +378,14 @@ impl Entry {
                 _ => None,
             },
             stream_key: if with_key { key } else { None },
-            playback: live.then(|| PlaybackUrls {
-                hls: format!("{http}/live/{}/master.m3u8", e.id),
-                dash: format!("{http}/live/{}/manifest.mpd", e.id),
-                mss: format!("{http}/live/{}/Manifest", e.id),
+            // Live entries play under /live; media entries under /vod once they have content.
+            playback: (live || e.content_name.is_some()).then(|| {
+                let base = if live { "live" } else { "vod" };
+                PlaybackUrls {
+                    hls: format!("{http}/{base}/{}/master.m3u8", e.id),
+                    dash: format!("{http}/{base}/{}/manifest.mpd", e.id),
+                    mss: format!("{http}/{base}/{}/Manifest", e.id),
+                }
             }),
         }
     }
@@ -922,6 +938,9 @@ pub async fn create_entry(
         drm,
         created_at: now,
         updated_at: now,
+        status_reason: None,
+        media: None,
+        content_name: None,
     };
     let mut tries = 0;
     loop {
@@ -938,7 +957,7 @@ pub async fn create_entry(
     Ok((StatusCode::CREATED, Json(Entry::from_row(&cp, &row, true))))
 }
 
-async fn load_entry(
+pub(crate) async fn load_entry(
     cp: &ControlPlane,
     partner: i64,
     id: &str,
@@ -1056,7 +1075,7 @@ pub async fn patch_entry(
     Ok(Json(Entry::from_row(&cp, &e, true)))
 }
 
-/// Delete an entry.
+/// Delete an entry (and its media content).
 #[utoipa::path(delete, path = "/api/v1/entries/{id}", tag = "entries",
     params(("id" = String, Path, description = "entry id")), security(("bearer" = [])),
     responses((status = 204), (status = 400, body = ErrorBody),
@@ -1076,6 +1095,7 @@ pub async fn delete_entry(
     }
     cp.cache_forget(id);
     cp.after_write().await;
+    cp.remove_media(id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1671,6 +1691,7 @@ impl Modify for BearerScheme {
     paths(
         create_session, create_partner, list_partners, get_partner, regenerate_secret,
         create_entry, list_entries, get_entry, patch_entry, delete_entry, regenerate_key,
+        crate::upload::put_content,
         search, create_category, list_categories, get_category, patch_category, delete_category,
         create_profile, list_profiles, get_profile, patch_profile, delete_profile,
         create_playback_token
@@ -1679,7 +1700,7 @@ impl Modify for BearerScheme {
         SessionCreate, SessionToken, PartnerCreate, Partner, PartnerList, Category, CategoryCreate,
         CategoryPatch, CategoryList, ConversionProfile, FlavorParams, ProfileCreate, ProfilePatch,
         ProfileList, Drm, EntryType, Role, PublishUrls, PlaybackUrls, PlaybackTokenCreate,
-        PlaybackToken)),
+        PlaybackToken, MediaInfo, TrackInfo, TrackKind, crate::upload::ContentBody)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -1713,6 +1734,11 @@ pub fn router(cp: ControlPlane) -> Router {
             get(get_entry).patch(patch_entry).delete(delete_entry),
         )
         .route("/entries/{id}/regenerate-key", post(regenerate_key))
+        // Streamed to storage, bounded by `MediaConfig::max_upload_bytes`, not BODY_LIMIT.
+        .route(
+            "/entries/{id}/content",
+            put(crate::upload::put_content).layer(DefaultBodyLimit::disable()),
+        )
         .route("/search", get(search))
         .route("/playback-tokens", post(create_playback_token))
         .route("/categories", post(create_category).get(list_categories))

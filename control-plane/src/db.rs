@@ -10,6 +10,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
 
+use crate::content::MediaInfo;
 use crate::error::DbError;
 
 /// Which database is behind the pool.
@@ -86,6 +87,12 @@ pub struct EntryRow {
     pub drm: Drm,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Why the entry is in its status (media entries in `error`).
+    pub status_reason: Option<String>,
+    /// What the content inspector found in the entry's content.
+    pub media: Option<MediaInfo>,
+    /// The content's file name in the media store (`source.mp4`); `None` without content.
+    pub content_name: Option<String>,
 }
 
 /// A category (node of the partner's category tree).
@@ -179,7 +186,7 @@ impl EntryOrder {
 
 const ENTRY_COLS: &str = "id, partner_id, kind, name, description, tags, categories, metadata, \
     status, duration_s, thumbnail_url, stream_key_hash, stream_key_sealed, recording, dvr_window_s, \
-    conversion_profile_id, drm, created_at, updated_at";
+    conversion_profile_id, drm, created_at, updated_at, status_reason, media, content_name";
 
 /// The repository: a pool and the backend it talks to.
 #[derive(Debug, Clone)]
@@ -188,19 +195,41 @@ pub struct Db {
     backend: Backend,
 }
 
+/// The migrations of each backend, in order: (version, description, SQLite, PostgreSQL).
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite_0001_init.sql"),
+        include_str!("../migrations/postgres_0001_init.sql"),
+    ),
+    (
+        2,
+        "media_content",
+        include_str!("../migrations/sqlite_0002_media_content.sql"),
+        include_str!("../migrations/postgres_0002_media_content.sql"),
+    ),
+];
+
 fn migrator(backend: Backend) -> Migrator {
-    let sql: &'static str = match backend {
-        Backend::Sqlite => include_str!("../migrations/sqlite_0001_init.sql"),
-        Backend::Postgres => include_str!("../migrations/postgres_0001_init.sql"),
-    };
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|&(version, description, sqlite, postgres)| {
+            let sql = match backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            Migration::new(
+                version,
+                Cow::Borrowed(description),
+                MigrationType::Simple,
+                Cow::Borrowed(sql),
+                false,
+            )
+        })
+        .collect();
     Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            Cow::Borrowed(sql),
-            false,
-        )]),
+        migrations: Cow::Owned(migrations),
         ignore_missing: false,
         locking: true,
         no_tx: false,
@@ -216,6 +245,10 @@ fn like_escape(s: &str) -> String {
         o.push(c);
     }
     o
+}
+
+fn media_json(m: &MediaInfo) -> String {
+    serde_json::to_string(m).unwrap_or_else(|_| "{}".into())
 }
 
 /// `%"value"%` for matching one element of a JSON string array stored as text.
@@ -452,6 +485,13 @@ impl Db {
             drm: serde_json::from_str(&json("drm")?).map_err(corrupt)?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
+            status_reason: r.try_get("status_reason")?,
+            media: r
+                .try_get::<Option<String>, _>("media")?
+                .map(|m| serde_json::from_str(&m))
+                .transpose()
+                .map_err(corrupt)?,
+            content_name: r.try_get("content_name")?,
         })
     }
 
@@ -502,13 +542,16 @@ impl Db {
             .bind(serde_json::to_string(&e.drm).unwrap_or_else(|_| "{}".into()))
             .bind(e.created_at)
             .bind(e.updated_at)
+            .bind(&e.status_reason)
+            .bind(e.media.as_ref().map(media_json))
+            .bind(&e.content_name)
     }
 
     pub async fn insert_entry(&self, e: &EntryRow) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "INSERT INTO entries ({ENTRY_COLS}) VALUES \
-             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)"
+             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)"
         );
         Self::bind_entry(sqlx::query(&sql), e)
             .execute(&mut *tx)
@@ -525,7 +568,7 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "INSERT INTO entries ({ENTRY_COLS}) VALUES \
-             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)"
+             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)"
         );
         for e in es {
             Self::bind_entry(sqlx::query(&sql), e)
@@ -600,6 +643,100 @@ impl Db {
         self.log_change(&mut tx, id, partner, now).await?;
         tx.commit().await?;
         Ok(Some(partner))
+    }
+
+    /// Sets the status (and its reason) of a media entry of `partner_id`; `false` if there
+    /// is no such media entry.
+    pub async fn set_media_status(
+        &self,
+        partner_id: i64,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE entries SET status = $1, status_reason = $2, updated_at = $3 \
+             WHERE id = $4 AND partner_id = $5 AND kind = 'media'",
+        )
+        .bind(status)
+        .bind(reason)
+        .bind(now)
+        .bind(id)
+        .bind(partner_id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.log_change(&mut tx, id, partner_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records new content of a media entry: `ready`, no reason, its file name, what the
+    /// inspector found and (if known) its duration. `false` if there is no such entry.
+    pub async fn set_media_content(
+        &self,
+        partner_id: i64,
+        id: &str,
+        content_name: &str,
+        media: Option<&MediaInfo>,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let duration = media.map(|m| m.duration_s).filter(|d| *d > 0.0);
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE entries SET status = 'ready', status_reason = NULL, content_name = $1, \
+             media = $2, duration_s = COALESCE($3, duration_s), updated_at = $4 \
+             WHERE id = $5 AND partner_id = $6 AND kind = 'media'",
+        )
+        .bind(content_name)
+        .bind(media.map(media_json))
+        .bind(duration)
+        .bind(now)
+        .bind(id)
+        .bind(partner_id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.log_change(&mut tx, id, partner_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Media entries left `processing` by a server that stopped during an upload go back
+    /// to `ready` if they have content, else to `error` with `reason`. Returns their ids.
+    pub async fn recover_processing(&self, reason: &str, now: i64) -> Result<Vec<String>, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, partner_id FROM entries WHERE kind = 'media' AND status = 'processing'",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.try_get(0)?;
+            let partner: i64 = r.try_get(1)?;
+            sqlx::query(
+                "UPDATE entries SET \
+                 status = CASE WHEN content_name IS NULL THEN 'error' ELSE 'ready' END, \
+                 status_reason = CASE WHEN content_name IS NULL THEN $1 ELSE NULL END, \
+                 updated_at = $2 WHERE id = $3",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            self.log_change(&mut tx, &id, partner, now).await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
     }
 
     pub async fn delete_entry(&self, partner_id: i64, id: &str, now: i64) -> Result<bool, DbError> {

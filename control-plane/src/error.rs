@@ -57,6 +57,8 @@ pub enum Error {
     },
     #[error("control plane configuration: {0}")]
     Config(String),
+    #[error("control plane media store: {0}")]
+    Storage(#[from] crate::storage::StoreError),
 }
 
 /// The body of every API error: `{"error":{"code":"…","message":"…"}}`.
@@ -89,6 +91,12 @@ pub enum ApiError {
     Conflict(&'static str),
     #[error("request body too large")]
     TooLarge,
+    #[error("content larger than the maximum of {0} bytes")]
+    UploadTooLarge(u64),
+    #[error("content rejected: {0}")]
+    ContentRejected(String),
+    #[error("insufficient storage for the content")]
+    InsufficientStorage,
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
     #[error("method not allowed")]
@@ -106,7 +114,13 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::TooLarge | ApiError::UploadTooLarge(_) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ApiError::ContentRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "content_rejected"),
+            ApiError::InsufficientStorage => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }

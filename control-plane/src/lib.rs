@@ -5,19 +5,31 @@
 //! directory) or PostgreSQL (several nodes). Search is an embedded tantivy index that
 //! follows the database's change log ([`search::SearchIndex`]), so every node sharing
 //! one PostgreSQL finds what any node wrote.
+//!
+//! Media entries' content is uploaded through [`upload`] into a [`storage::MediaStore`]
+//! (the data directory's `media/` by default), checked by an injected
+//! [`content::ContentInspector`]; [`ControlPlane::media_source`] tells the VOD origin
+//! where a ready entry's file is.
 
 pub mod api;
 pub mod auth;
+pub mod content;
 pub mod db;
 pub mod error;
 pub mod search;
+pub mod storage;
+pub mod upload;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+pub use content::{
+    ContentInspector, EntryStatus, MediaConfig, MediaInfo, MediaSource, TrackInfo, TrackKind,
+};
 pub use error::{ApiError, DbError, Error, SearchError};
+pub use storage::{LocalMediaStore, MediaStore};
 
 use auth::{hash_secret, hash_stream_key, new_secret, now_s, random_hex, TokenKey};
 use db::{Backend, Db, EntryRow};
@@ -47,6 +59,8 @@ pub struct ControlPlaneConfig {
     pub public_http_base: String,
     /// e.g. `rtmp://HOST:1935/live` (no trailing slash).
     pub public_rtmp_base: String,
+    /// Media content: upload size limit, inspector, store.
+    pub media: MediaConfig,
 }
 
 /// A granted publish.
@@ -100,6 +114,10 @@ pub(crate) struct Inner {
     pub(crate) sync_pending: std::sync::atomic::AtomicBool,
     /// Bumped by every cache invalidation.
     pub(crate) cache_epoch: std::sync::atomic::AtomicU64,
+    /// Media entries' content.
+    pub(crate) store: Arc<dyn MediaStore>,
+    /// Entries with an upload running.
+    pub(crate) uploads: upload::Uploads,
 }
 
 /// The control plane. Cheap to clone.
@@ -164,6 +182,19 @@ impl ControlPlane {
             Err(e) => return Err(e.into()),
         }
 
+        let store: Arc<dyn MediaStore> = match &cfg.media.store {
+            Some(s) => s.clone(),
+            None => Arc::new(LocalMediaStore::open(cfg.data_dir.join("media")).await?),
+        };
+        if db.backend() == Backend::Sqlite {
+            // One process owns an SQLite database: an entry still `processing` had its
+            // upload cut off by a stop of this server.
+            let reason = format!("{} (the server stopped)", upload::REASON_INTERRUPTED);
+            for id in db.recover_processing(&reason, now).await? {
+                tracing::warn!(entry = %id, "an upload was cut off by a server stop; status restored");
+            }
+        }
+
         let search = SearchIndex::open(&cfg.data_dir.join("search"), &db).await?;
         let cache = (db.backend() == Backend::Sqlite).then(|| RwLock::new(HashMap::new()));
         let cp = ControlPlane {
@@ -178,6 +209,8 @@ impl ControlPlane {
                 cfg,
                 sync_pending: std::sync::atomic::AtomicBool::new(false),
                 cache_epoch: std::sync::atomic::AtomicU64::new(0),
+                store,
+                uploads: Default::default(),
             }),
         };
         cp.refresh_partners().await?;

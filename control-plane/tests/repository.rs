@@ -28,6 +28,9 @@ fn entry(id: &str, partner: i64, kind: &str, name: &str, tags: &[&str], created:
         drm: Drm::default(),
         created_at: created,
         updated_at: created,
+        status_reason: None,
+        media: None,
+        content_name: None,
     }
 }
 

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
-use vela_control_plane::{ControlPlane, ControlPlaneConfig, PublishMode};
+use vela_control_plane::{ControlPlane, ControlPlaneConfig, MediaConfig, PublishMode};
 
 static PG_SERVER: OnceLock<String> = OnceLock::new();
 
@@ -89,12 +89,23 @@ pub async fn app_in(
     database_url: Option<String>,
     mode: PublishMode,
 ) -> App {
+    app_media(dir, database_url, mode, MediaConfig::default()).await
+}
+
+/// A control plane with a media configuration (upload limit, inspector).
+pub async fn app_media(
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+    mode: PublishMode,
+    media: MediaConfig,
+) -> App {
     let cp = ControlPlane::open(ControlPlaneConfig {
         data_dir: dir.path().to_path_buf(),
         database_url,
         publish_mode: mode,
         public_http_base: "http://media.test:8080".into(),
         public_rtmp_base: "rtmp://media.test:1935/live".into(),
+        media,
     })
     .await
     .expect("open control plane");
