@@ -33,6 +33,64 @@ pub struct FileConfig {
     pub public: PublicConfig,
     #[serde(default)]
     pub playback: PlaybackConfig,
+    #[serde(default)]
+    pub vod: VodConfig,
+}
+
+/// Stored media (uploads and on-the-fly packaging).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VodConfig {
+    /// Target segment duration of stored media, seconds (cut on keyframes).
+    #[serde(default = "default_vod_segment")]
+    pub segment_target_s: f64,
+    /// Largest accepted upload, bytes.
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: u64,
+    /// Memory for parsed file indexes, MiB.
+    #[serde(default = "default_index_cache")]
+    pub index_cache_mb: usize,
+    /// Memory for recently built fragments, MiB.
+    #[serde(default = "default_fragment_cache")]
+    pub fragment_cache_mb: usize,
+}
+
+impl Default for VodConfig {
+    fn default() -> Self {
+        VodConfig {
+            segment_target_s: default_vod_segment(),
+            max_upload_bytes: default_max_upload(),
+            index_cache_mb: default_index_cache(),
+            fragment_cache_mb: default_fragment_cache(),
+        }
+    }
+}
+
+impl VodConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1.0..=30.0).contains(&self.segment_target_s) {
+            return Err(ConfigError::Invalid(
+                "vod.segment_target_s must be between 1 and 30".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_vod_segment() -> f64 {
+    4.0
+}
+
+fn default_max_upload() -> u64 {
+    50 << 30
+}
+
+fn default_index_cache() -> usize {
+    64
+}
+
+fn default_fragment_cache() -> usize {
+    256
 }
 
 /// Playback authorisation.

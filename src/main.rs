@@ -7,6 +7,7 @@
 mod config;
 mod control;
 mod limits;
+mod media;
 mod serve;
 
 use std::path::PathBuf;

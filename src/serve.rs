@@ -13,6 +13,8 @@ use vela_control_plane::{ControlPlane, ControlPlaneConfig, PublishMode as CpPubl
 use vela_ingest::server::{serve_rtmp, IngestContext};
 use vela_media::hub::{StreamHub, DEFAULT_CAPACITY};
 use vela_origin::protect::Protection;
+use vela_origin::thumb::ThumbState;
+use vela_origin::vod::{VodLimits, VodState};
 use vela_origin::{LiveRegistry, OriginState};
 
 use crate::config::{self, ConfigError, FileConfig, LiveConfig, PublishMode};
@@ -37,6 +39,7 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
     };
     file.live.validate()?;
     file.limits.validate()?;
+    file.vod.validate()?;
     if let Some(drm) = &file.drm {
         drm.validate()?;
     }
@@ -122,6 +125,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// How uploads are indexed: as the VOD origin will serve them.
+fn vod_limits_index(vod: &config::VodConfig) -> vela_vod::IndexOptions {
+    vela_vod::IndexOptions {
+        segment_target: Duration::from_secs_f64(vod.segment_target_s),
+    }
+}
+
 async fn bind(what: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -169,7 +179,11 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             .rtmp_base
             .clone()
             .unwrap_or_else(|| format!("rtmp://{}:{}/live", host_of(s.rtmp), s.rtmp.port())),
-        media: Default::default(),
+        media: vela_control_plane::content::MediaConfig {
+            max_upload_bytes: s.file.vod.max_upload_bytes,
+            inspector: Some(crate::media::inspector(vod_limits_index(&s.file.vod))),
+            ..Default::default()
+        },
     })
     .await
     .context("control plane")?;
@@ -192,7 +206,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             c
         }),
     );
-    let mut origin = OriginState::new(registry);
+    let mut origin = OriginState::new(registry.clone());
     origin.dash_target_latency_ms = live_config.dash_target_latency_ms;
     let drm = s.file.drm.clone().unwrap_or_default();
     let open_policy = drm.policy()?;
@@ -214,7 +228,20 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             .collect(),
     }));
 
+    let vod = VodState::new(
+        Arc::new(crate::media::EntryCatalog { cp: cp.clone() }),
+        origin.access.clone(),
+        origin.protection.clone(),
+        VodLimits {
+            index_cache_bytes: s.file.vod.index_cache_mb << 20,
+            fragment_cache_bytes: s.file.vod.fragment_cache_mb << 20,
+            segment_target: Duration::from_secs_f64(s.file.vod.segment_target_s),
+        },
+    );
+    let thumbs = ThumbState::new(registry, vod.clone());
     let app = vela_origin::router(origin)
+        .merge(vela_origin::vod::router(vod))
+        .merge(vela_origin::thumb::router(thumbs))
         .merge(cp.router())
         .layer(axum::middleware::from_fn(
             vela_net::json_errors::json_errors,

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
-use crate::content::{MediaInfo, TrackInfo, TrackKind};
 use crate::auth::{
     self, hash_secret, hash_stream_key, new_secret, new_stream_key, now_s, random_hex, Claims, Role,
 };
+use crate::content::{MediaInfo, TrackInfo, TrackKind};
 use crate::db::{
     Category, ConversionProfile, Drm, EntryFilter, EntryOrder, EntryRow, FlavorParams,
 };

@@ -238,7 +238,12 @@ pub fn sniff_extension(head: &[u8]) -> Option<&'static str> {
     if at(0, b"OggS") {
         return Some("ogg");
     }
-    if at(0, b"ID3") || (head.first() == Some(&0xff) && head.get(1).is_some_and(|b| b & 0xe0 == 0xe0 && b & 0x06 != 0)) {
+    if at(0, b"ID3")
+        || (head.first() == Some(&0xff)
+            && head
+                .get(1)
+                .is_some_and(|b| b & 0xe0 == 0xe0 && b & 0x06 != 0))
+    {
         return Some("mp3");
     }
     None
@@ -298,7 +303,12 @@ mod tests {
     fn sniffing_random_and_truncated_heads_never_panics() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
-        let seeds: [&[u8]; 4] = [b"\0\0\0\x20ftypisom", b"\x1a\x45\xdf\xa3", b"RIFF\0\0\0\0WAVE", b"\xff\xfb"];
+        let seeds: [&[u8]; 4] = [
+            b"\0\0\0\x20ftypisom",
+            b"\x1a\x45\xdf\xa3",
+            b"RIFF\0\0\0\0WAVE",
+            b"\xff\xfb",
+        ];
         for i in 0..20_000 {
             let len = rng.random_range(0..SNIFF_LEN + 8);
             let mut head: Vec<u8> = (0..len).map(|_| rng.random()).collect();
@@ -314,7 +324,10 @@ mod tests {
     #[test]
     fn content_types_map_to_extensions() {
         assert_eq!(extension_for_content_type("video/mp4"), Some("mp4"));
-        assert_eq!(extension_for_content_type("Video/MP4; codecs=\"avc1\""), Some("mp4"));
+        assert_eq!(
+            extension_for_content_type("Video/MP4; codecs=\"avc1\""),
+            Some("mp4")
+        );
         assert_eq!(extension_for_content_type("application/octet-stream"), None);
         assert_eq!(extension_for_content_type(""), None);
     }

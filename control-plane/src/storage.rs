@@ -95,8 +95,11 @@ pub trait MediaStore: Send + Sync + 'static {
     fn local_path(&self, entry_id: &str, name: &str) -> Option<PathBuf>;
 
     /// Removes content `name` of `entry_id` (a previous version after a replacement).
-    fn remove<'a>(&'a self, entry_id: &'a str, name: &'a str)
-        -> BoxFuture<'a, Result<(), StoreError>>;
+    fn remove<'a>(
+        &'a self,
+        entry_id: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Removes everything of `entry_id` (its entry was deleted).
     fn delete<'a>(&'a self, entry_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
@@ -190,7 +193,11 @@ impl LocalMediaStore {
             .map_err(|e| StoreError::io(&path, e))?;
         let written = match write_limited(&mut file, body, max_bytes, &path).await {
             // The data is on disk before it can become content.
-            Ok(w) => file.sync_all().await.map(|()| w).map_err(|e| StoreError::io(&path, e)),
+            Ok(w) => file
+                .sync_all()
+                .await
+                .map(|()| w)
+                .map_err(|e| StoreError::io(&path, e)),
             Err(e) => Err(e),
         };
         drop(file);
@@ -335,7 +342,9 @@ mod tests {
     #[tokio::test]
     async fn stage_commit_replace_and_delete() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalMediaStore::open(dir.path().join("media")).await.unwrap();
+        let store = LocalMediaStore::open(dir.path().join("media"))
+            .await
+            .unwrap();
         let staged = store
             .stage("0_abcdefgh", chunks(vec![Ok(b"hello "), Ok(b"world")]), 100)
             .await
@@ -355,7 +364,10 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
         store.commit(staged, "source.bin").await.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
 
         store.delete("0_abcdefgh").await.unwrap();
         assert!(!path.parent().unwrap().exists());
@@ -365,7 +377,9 @@ mod tests {
     #[tokio::test]
     async fn failed_stages_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalMediaStore::open(dir.path().to_path_buf()).await.unwrap();
+        let store = LocalMediaStore::open(dir.path().to_path_buf())
+            .await
+            .unwrap();
         let e = store
             .stage("0_abcdefgh", chunks(vec![Ok(b"12345"), Ok(b"67890")]), 8)
             .await
@@ -377,7 +391,9 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, StoreError::Interrupted(_)), "{e}");
-        let left = std::fs::read_dir(dir.path().join("0_abcdefgh")).unwrap().count();
+        let left = std::fs::read_dir(dir.path().join("0_abcdefgh"))
+            .unwrap()
+            .count();
         assert_eq!(left, 0);
         assert!(store.stage("../x", chunks(vec![]), 1).await.is_err());
         assert!(store.local_path("0_abcdefgh", "../vela.db").is_none());
@@ -390,7 +406,9 @@ mod tests {
         std::fs::create_dir_all(&e).unwrap();
         std::fs::write(e.join(".upload-0011.part"), b"half").unwrap();
         std::fs::write(e.join("source.mp4"), b"content").unwrap();
-        LocalMediaStore::open(dir.path().to_path_buf()).await.unwrap();
+        LocalMediaStore::open(dir.path().to_path_buf())
+            .await
+            .unwrap();
         let names: Vec<_> = std::fs::read_dir(&e)
             .unwrap()
             .map(|f| f.unwrap().file_name())
@@ -408,9 +426,14 @@ mod tests {
             .await
             .unwrap();
         let big: &'static [u8] = Box::leak(vec![7u8; 64 * 1024].into_boxed_slice());
-        let e = write_limited(&mut full, chunks(vec![Ok(big), Ok(big)]), u64::MAX, Path::new("/dev/full"))
-            .await
-            .unwrap_err();
+        let e = write_limited(
+            &mut full,
+            chunks(vec![Ok(big), Ok(big)]),
+            u64::MAX,
+            Path::new("/dev/full"),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(e, StoreError::Full { .. }), "{e}");
     }
 }

@@ -60,7 +60,13 @@ impl UploadSlot {
 
 impl Drop for UploadSlot {
     fn drop(&mut self) {
-        let mut set = self.cp.inner.uploads.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self
+            .cp
+            .inner
+            .uploads
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         set.remove(&self.id);
     }
 }
@@ -206,8 +212,9 @@ impl ControlPlane {
                 "only media entries take content (live entries are published)",
             ));
         }
-        let slot = UploadSlot::acquire(self, id)
-            .ok_or(ApiError::Conflict("an upload to this entry is already running"))?;
+        let slot = UploadSlot::acquire(self, id).ok_or(ApiError::Conflict(
+            "an upload to this entry is already running",
+        ))?;
         // Read again under the slot: another upload may have finished since.
         let entry = self
             .inner
@@ -266,7 +273,13 @@ impl ControlPlane {
     ) -> Result<EntryRow, Failure> {
         let body = with_idle_timeout(body, self.inner.cfg.media.idle_timeout);
         let outcome = self
-            .accept_content(partner, id, previous.as_ref().map(|p| p.0.as_str()), content_type, body)
+            .accept_content(
+                partner,
+                id,
+                previous.as_ref().map(|p| p.0.as_str()),
+                content_type,
+                body,
+            )
             .await;
         self.cache_forget(id);
         let outcome = match outcome {

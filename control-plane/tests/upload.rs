@@ -39,10 +39,7 @@ fn test_mp4s() -> &'static (Vec<u8>, Vec<u8>) {
             assert!(st.success(), "ffmpeg failed");
             std::fs::read(out).unwrap()
         };
-        (
-            make("320x240", "3", "a.mp4"),
-            make("160x120", "2", "b.mp4"),
-        )
+        (make("320x240", "3", "a.mp4"), make("160x120", "2", "b.mp4"))
     })
 }
 
@@ -52,7 +49,14 @@ struct Ffprobe;
 impl ContentInspector for Ffprobe {
     fn inspect(&self, path: &Path) -> Result<MediaInfo, String> {
         let out = std::process::Command::new("ffprobe")
-            .args(["-v", "error", "-show_format", "-show_streams", "-of", "json"])
+            .args([
+                "-v",
+                "error",
+                "-show_format",
+                "-show_streams",
+                "-of",
+                "json",
+            ])
             .arg(path)
             .output()
             .map_err(|e| format!("cannot run ffprobe: {e}"))?;
@@ -158,9 +162,8 @@ type Chunk = Result<Bytes, std::io::Error>;
 /// returns, the server has taken the first chunk (the upload is running).
 fn channel_body() -> (mpsc::Sender<Chunk>, Body) {
     let (tx, rx) = mpsc::channel::<Chunk>(1);
-    let s = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|c| (c, rx))
-    });
+    let s =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     (tx, Body::from_stream(s))
 }
 
@@ -177,7 +180,10 @@ fn spawn_call(a: &App, req: Request<Body>) -> tokio::task::JoinHandle<(StatusCod
         let resp = router.oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     })
 }
 
@@ -244,7 +250,10 @@ async fn upload_flow_on(a: App) {
         .iter()
         .find(|t| t["kind"] == "video")
         .expect("a video track");
-    assert_eq!((video["width"].as_u64(), video["height"].as_u64()), (Some(320), Some(240)));
+    assert_eq!(
+        (video["width"].as_u64(), video["height"].as_u64()),
+        (Some(320), Some(240))
+    );
     assert_eq!(video["codec"], "avc1");
     assert_eq!(video["frame_rate"], 25.0);
     let audio = m["tracks"]
@@ -265,7 +274,11 @@ async fn upload_flow_on(a: App) {
     assert_eq!(files(&a, &id), vec!["source.mp4".to_string()]);
     let stored = media_dir(&a, &id).join("source.mp4");
     assert_eq!(std::fs::read(&stored).unwrap(), mp4_a);
-    let src = a.cp.media_source(&id).await.unwrap().expect("a media source");
+    let src =
+        a.cp.media_source(&id)
+            .await
+            .unwrap()
+            .expect("a media source");
     assert_eq!(src.path, stored);
     assert_eq!(src.status, EntryStatus::Ready);
     assert_eq!(src.size, mp4_a.len() as u64);
@@ -344,7 +357,13 @@ async fn upload_flow_postgres() {
         inspector: Some(Arc::new(Ffprobe)),
         ..Default::default()
     };
-    let a = app_media(tempfile::tempdir().unwrap(), Some(url), PublishMode::Auto, media).await;
+    let a = app_media(
+        tempfile::tempdir().unwrap(),
+        Some(url),
+        PublishMode::Auto,
+        media,
+    )
+    .await;
     upload_flow_on(a).await;
 }
 
@@ -493,7 +512,10 @@ async fn rejected_content_is_422_with_the_reason() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, v) = a.call_raw(put(&id, &tok, Body::empty())).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert_eq!(entry(&a, &tok, &id).await["status_reason"], "the content is empty");
+    assert_eq!(
+        entry(&a, &tok, &id).await["status_reason"],
+        "the content is empty"
+    );
     assert!(files(&a, &id).is_empty());
 }
 
@@ -514,7 +536,10 @@ async fn concurrent_upload_is_409() {
     drop(tx);
     let (s, v) = first.await.unwrap();
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(std::fs::read(media_dir(&a, &id).join("source.mp4")).unwrap(), mp4);
+    assert_eq!(
+        std::fs::read(media_dir(&a, &id).join("source.mp4")).unwrap(),
+        mp4
+    );
     // Free again once the first finished.
     let (s, _) = a.call_raw(put(&id, &tok, chunked(mp4, 65536))).await;
     assert_eq!(s, StatusCode::OK);
@@ -533,7 +558,9 @@ async fn permissions_kinds_and_unknown_entries() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     // A user session of the same partner without edit privilege.
     let secret = a.admin_secret();
-    let viewer = a.session(1, &secret, "user", json!([format!("view:{id}")])).await;
+    let viewer = a
+        .session(1, &secret, "user", json!([format!("view:{id}")]))
+        .await;
     let (s, v) = a.call_raw(put(&id, &viewer, chunked(mp4, 65536))).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     assert_error_shape(s, &v);
@@ -568,7 +595,9 @@ async fn permissions_kinds_and_unknown_entries() {
     assert!(!media_dir(&a, live_id).exists());
 
     // An edit privilege on the entry is enough.
-    let editor = a.session(1, &secret, "user", json!([format!("edit:{id}")])).await;
+    let editor = a
+        .session(1, &secret, "user", json!([format!("edit:{id}")]))
+        .await;
     let (s, v) = a.call_raw(put(&id, &editor, chunked(mp4, 65536))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
@@ -599,7 +628,10 @@ async fn without_an_inspector_content_is_ready_without_media() {
     assert!(v.get("media").is_none());
     // Not sniffable: named after the Content-Type.
     assert_eq!(files(&a, &id), vec!["source.mkv".to_string()]);
-    assert_eq!(std::fs::read(media_dir(&a, &id).join("source.mkv")).unwrap(), data);
+    assert_eq!(
+        std::fs::read(media_dir(&a, &id).join("source.mkv")).unwrap(),
+        data
+    );
 
     // A replacement with another type replaces the file.
     let mp4 = leak(&test_mp4s().1);
@@ -640,7 +672,10 @@ async fn a_stopped_server_leaves_no_processing_entry() {
     let tok = a.admin_token().await;
     let e = entry(&a, &tok, &fresh).await;
     assert_eq!(e["status"], "error", "{e}");
-    assert_eq!(e["status_reason"], "upload interrupted (the server stopped)");
+    assert_eq!(
+        e["status_reason"],
+        "upload interrupted (the server stopped)"
+    );
     assert!(files(&a, &fresh).is_empty());
     let e = entry(&a, &tok, &replaced).await;
     assert_eq!(e["status"], "ready", "{e}");
@@ -653,11 +688,16 @@ async fn openapi_describes_the_upload() {
     let (s, doc) = a.call("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK);
     let op = &doc["paths"]["/api/v1/entries/{id}/content"]["put"];
-    for code in ["200", "400", "401", "403", "404", "409", "413", "422", "507"] {
+    for code in [
+        "200", "400", "401", "403", "404", "409", "413", "422", "507",
+    ] {
         assert!(op["responses"][code].is_object(), "{code}: {op}");
     }
     assert!(op["requestBody"]["content"]["application/octet-stream"].is_object());
     let entry = &doc["components"]["schemas"]["Entry"]["properties"];
-    assert!(entry["status_reason"].is_object() && entry["media"].is_object(), "{entry}");
+    assert!(
+        entry["status_reason"].is_object() && entry["media"].is_object(),
+        "{entry}"
+    );
     assert!(doc["components"]["schemas"]["MediaInfo"]["properties"]["tracks"].is_object());
 }

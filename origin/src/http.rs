@@ -138,7 +138,7 @@ pub(crate) fn token_prefix(token: Option<&str>) -> String {
 }
 
 /// `?token=T` for absolute URLs (keys, licences).
-fn token_query(token: Option<&str>) -> String {
+pub(crate) fn token_query(token: Option<&str>) -> String {
     token.map(|t| format!("?token={t}")).unwrap_or_default()
 }
 
@@ -352,7 +352,11 @@ async fn master_playlist(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
-    let token = authorize(state.access.as_ref(), &name, access::query_token(query.as_deref()))?;
+    let token = authorize(
+        state.access.as_ref(),
+        &name,
+        access::query_token(query.as_deref()),
+    )?;
     let s = stream(&state, &name)?;
     wait_for_media(&state, &s, FirstMedia::Start).await?;
     let p = s.presentation();
@@ -371,7 +375,11 @@ async fn manifest_mpd(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
-    let token = authorize(state.access.as_ref(), &name, access::query_token(query.as_deref()))?;
+    let token = authorize(
+        state.access.as_ref(),
+        &name,
+        access::query_token(query.as_deref()),
+    )?;
     let s = stream(&state, &name)?;
     wait_for_media(&state, &s, FirstMedia::Part).await?;
     let host = headers
@@ -422,7 +430,11 @@ async fn smooth_manifest(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
-    let token = authorize(state.access.as_ref(), &name, access::query_token(query.as_deref()))?;
+    let token = authorize(
+        state.access.as_ref(),
+        &name,
+        access::query_token(query.as_deref()),
+    )?;
     let s = stream(&state, &name)?;
     let policy = policy_of(&state, &name);
     if !policy.serves_smooth() {
@@ -529,7 +541,11 @@ async fn key_file(
     };
     match prot.keys.find_with_stream(&kid) {
         Some((stream, k)) => {
-            if let Err(e) = authorize(state.access.as_ref(), &stream, access::query_token(query.as_deref())) {
+            if let Err(e) = authorize(
+                state.access.as_ref(),
+                &stream,
+                access::query_token(query.as_deref()),
+            ) {
                 return e.into_response();
             }
             (
@@ -599,7 +615,7 @@ async fn clearkey_license(
 }
 
 /// A Host header fit to be written into a URL.
-fn is_plain_host(h: &str) -> bool {
+pub(crate) fn is_plain_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() < 256
         && h.bytes()
@@ -737,18 +753,11 @@ async fn serve_media_playlist(
     ))
 }
 
-/// A media file name: `init-V.mp4` (`init-V.kK.TAG.mp4`: protected for
-/// key period K), `seg-N.m4s`, `part-N.P.m4s`.
-#[derive(Debug, PartialEq)]
-enum MediaFile {
-    Init(u32, u64),
-    Segment(u64),
-    Part(u64, usize),
-}
-
-/// Parses a media file name, with the encrypted variant's tag if any
-/// (`seg-N.cenc.m4s`); `None` for anything else.
-fn parse_file(name: &str) -> Option<(MediaFile, Option<&'static str>)> {
+/// Parses a media file name — `init-V.mp4` (`init-V.kK.TAG.mp4`:
+/// protected for key period K), `seg-N.m4s`, `part-N.P.m4s` — with the
+/// encrypted variant's tag if any (`seg-N.cenc.m4s`); `None` for anything
+/// else. The writers in vela-packager make these names.
+pub(crate) fn parse_file(name: &str) -> Option<(FileId, Option<&'static str>)> {
     // A trailing `.TAG` before the extension names an encrypted variant.
     let split_tag = |rest: &str| -> Option<(String, Option<&'static str>)> {
         match rest.rsplit_once('.') {
@@ -771,18 +780,18 @@ fn parse_file(name: &str) -> Option<(MediaFile, Option<&'static str>)> {
             Some(_) => return None,
             None => (v, 0),
         };
-        return Some((MediaFile::Init(v.parse().ok()?, period), tag));
+        return Some((FileId::Init(v.parse().ok()?, period), tag));
     }
     if let Some(r) = name
         .strip_prefix("seg-")
         .and_then(|r| r.strip_suffix(".m4s"))
     {
         let (n, tag) = split_tag(r)?;
-        return Some((MediaFile::Segment(n.parse().ok()?), tag));
+        return Some((FileId::Segment(n.parse().ok()?), tag));
     }
     let (rest, tag) = split_tag(name.strip_prefix("part-")?.strip_suffix(".m4s")?)?;
     let (n, p) = rest.split_once('.')?;
-    Some((MediaFile::Part(n.parse().ok()?, p.parse().ok()?), tag))
+    Some((FileId::Part(n.parse().ok()?, p.parse().ok()?), tag))
 }
 
 /// An encrypted variant to serve instead of the clear file.
@@ -809,7 +818,7 @@ impl Variant {
 /// A request for media whose key was retired (a replaced instance, a key
 /// period gone from the window) is a 404 like any media out of the window;
 /// any other encryption failure is ours.
-fn encrypt_failed(stream: &str, rendition: &str, e: &ProtectError) -> OriginError {
+pub(crate) fn encrypt_failed(stream: &str, rendition: &str, e: &ProtectError) -> OriginError {
     if e.is_retired() {
         tracing::info!(stream, rendition, error = %e, "media of a retired key");
         OriginError::NotFound
@@ -842,7 +851,11 @@ async fn media_file(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> OriginResult {
-    authorize(state.access.as_ref(), &name, access::query_token(query.as_deref()))?;
+    authorize(
+        state.access.as_ref(),
+        &name,
+        access::query_token(query.as_deref()),
+    )?;
     serve_media_file(state, name, rid, file, headers).await
 }
 
@@ -879,7 +892,7 @@ async fn serve_media_file(
         .map(|p| p.policy(&name))
         .unwrap_or_default();
     let allowed = match file {
-        MediaFile::Init(..) => policy.allows_init(tag),
+        FileId::Init(..) => policy.allows_init(tag),
         _ => policy.allows(tag),
     };
     if !allowed {
@@ -908,14 +921,14 @@ async fn serve_media_file(
         return Ok((StatusCode::NOT_MODIFIED, media_headers(kind, &etag, None)).into_response());
     }
     match file {
-        MediaFile::Init(v, period) => {
+        FileId::Init(v, period) => {
             let data = match &variant {
                 Some(var) => var.apply(&s, &rid, FileId::Init(v, period))?,
                 None => MediaSource::init(&*s, &rid, v),
             };
             Ok(send_bytes(kind, &etag, data.ok_or(OriginError::NotFound)?))
         }
-        MediaFile::Part(msn, idx) => {
+        FileId::Part(msn, idx) => {
             let find = |p: &LivePackager| p.rendition(&rid)?.part_data(msn, idx).cloned();
             let encrypt = |data: Bytes| -> Result<Bytes, OriginError> {
                 match &variant {
@@ -955,7 +968,7 @@ async fn serve_media_file(
             let data = found.ok_or(OriginError::NotFound)?;
             Ok(send_bytes(kind, &etag, encrypt(data)?))
         }
-        MediaFile::Segment(msn) => segment_response(&s, &rid, kind, &etag, msn, variant).await,
+        FileId::Segment(msn) => segment_response(&s, &rid, kind, &etag, msn, variant).await,
     }
 }
 
@@ -1623,36 +1636,30 @@ mod tests {
 
     #[test]
     fn parses_file_names_and_directives() {
-        assert_eq!(
-            parse_file("seg-12.m4s"),
-            Some((MediaFile::Segment(12), None))
-        );
+        assert_eq!(parse_file("seg-12.m4s"), Some((FileId::Segment(12), None)));
         assert_eq!(
             parse_file("part-12.3.m4s"),
-            Some((MediaFile::Part(12, 3), None))
+            Some((FileId::Part(12, 3), None))
         );
-        assert_eq!(
-            parse_file("init-0.mp4"),
-            Some((MediaFile::Init(0, 0), None))
-        );
+        assert_eq!(parse_file("init-0.mp4"), Some((FileId::Init(0, 0), None)));
         assert_eq!(
             parse_file("init-2.k17.cenc.mp4"),
-            Some((MediaFile::Init(2, 17), Some("cenc")))
+            Some((FileId::Init(2, 17), Some("cenc")))
         );
         // A key period names only a protected init.
         assert_eq!(parse_file("init-2.k17.mp4"), None);
         assert_eq!(parse_file("init-2.kx.cenc.mp4"), None);
         assert_eq!(
             parse_file("seg-12.cenc.m4s"),
-            Some((MediaFile::Segment(12), Some("cenc")))
+            Some((FileId::Segment(12), Some("cenc")))
         );
         assert_eq!(
             parse_file("part-12.3.aes.m4s"),
-            Some((MediaFile::Part(12, 3), Some("aes")))
+            Some((FileId::Part(12, 3), Some("aes")))
         );
         assert_eq!(
             parse_file("init-1.cbcs.mp4"),
-            Some((MediaFile::Init(1, 0), Some("cbcs")))
+            Some((FileId::Init(1, 0), Some("cbcs")))
         );
         assert_eq!(parse_file("seg-12.xyz.m4s"), None);
         assert_eq!(parse_file("seg-x.m4s"), None);

@@ -16,6 +16,5 @@ pub mod source;
 pub mod thumb;
 pub mod vod;
 
-
 pub use http::{router, OriginState};
 pub use live::{LiveRegistry, LiveStream, StreamSettings};

@@ -193,7 +193,12 @@ async fn vod_thumb(
     );
     let key = format!("vod/{entry}/{etag}");
     if let Some(jpeg) = state.cached(&key) {
-        return Ok(jpeg_response(&headers, &etag, "public, max-age=86400", jpeg));
+        return Ok(jpeg_response(
+            &headers,
+            &etag,
+            "public, max-age=86400",
+            jpeg,
+        ));
     }
     let src = asset.clone();
     let rid = r.id.clone();
@@ -209,7 +214,12 @@ async fn vod_thumb(
     .ok_or(OriginError::NotFound)?;
     let jpeg = render(entry, pieces, ThumbnailRequest::at(ticks, ts), &size).await?;
     state.remember(key, jpeg.clone());
-    Ok(jpeg_response(&headers, &etag, "public, max-age=86400", jpeg))
+    Ok(jpeg_response(
+        &headers,
+        &etag,
+        "public, max-age=86400",
+        jpeg,
+    ))
 }
 
 async fn live_thumb(

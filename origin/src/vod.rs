@@ -33,14 +33,19 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use vela_media::MediaKind;
-use vela_packager::presentation::{rendition_id, Liveness, Timing, TimelineStart};
+use vela_packager::presentation::{rendition_id, Liveness, TimelineStart, Timing};
 use vela_packager::{dash, hls, smooth, Presentation, Rendition, Segment};
 use vela_vod::cache::FileKey;
 use vela_vod::{FragmentCache, FragmentKey, IndexCache, IndexOptions, MediaIndex, VodError};
 
-use crate::http::{authorize, not_modified, token_prefix, OriginError, OriginResult};
+use crate::http::{
+    authorize, encrypt_failed, is_plain_host, not_modified, parse_file, token_prefix, token_query,
+    OriginError, OriginResult,
+};
 use crate::metrics;
+use crate::protect::{DashMode, DrmPolicy, FileId, Protection};
 use crate::source::MediaSource;
+use vela_drm::KeyScope;
 
 /// Manifests and media of stored entries: fresh for a day, then revalidated
 /// by ETag (an entry's content can be replaced under the same URLs).
@@ -79,6 +84,7 @@ pub struct VodState {
 struct Inner {
     catalog: Arc<dyn VodCatalog>,
     access: Option<crate::access::SharedGate>,
+    protection: Option<Arc<Protection>>,
     indexes: IndexCache,
     fragments: Arc<FragmentCache>,
     /// Catalog answers, briefly: a player asks for many files of one entry.
@@ -114,12 +120,14 @@ impl VodState {
     pub fn new(
         catalog: Arc<dyn VodCatalog>,
         access: Option<crate::access::SharedGate>,
+        protection: Option<Arc<Protection>>,
         limits: VodLimits,
     ) -> Self {
         VodState {
             inner: Arc::new(Inner {
                 catalog,
                 access,
+                protection,
                 indexes: IndexCache::new(
                     limits.index_cache_bytes,
                     IndexOptions {
@@ -206,11 +214,8 @@ impl VodState {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         Ok(Arc::new(Asset {
-            etag_base: format!(
-                "{:x}-{:x}",
-                index.file_len(),
-                since_epoch.as_nanos() as u64
-            ),
+            version: since_epoch.as_millis() as u64,
+            etag_base: format!("{:x}-{:x}", index.file_len(), since_epoch.as_nanos() as u64),
             last_modified: httpdate(modified),
             index,
             file,
@@ -229,6 +234,9 @@ pub(crate) struct Asset {
     key: FileKey,
     presentation: Arc<Presentation>,
     fragments: Arc<FragmentCache>,
+    /// The stored file's modification time, ms: its encryption keys'
+    /// timeline, so replaced content never reuses a key.
+    version: u64,
     /// Size and mtime: every ETag of the asset's files starts with it.
     etag_base: String,
     last_modified: String,
@@ -381,7 +389,13 @@ fn check(state: &VodState, entry: &str, token: Option<&str>) -> Result<(), Origi
     authorize(state.inner.access.as_ref(), entry, token).map(|_| ())
 }
 
-fn manifest(headers: &HeaderMap, asset: &Asset, kind: &str, ct: &'static str, body: String) -> Response {
+fn manifest(
+    headers: &HeaderMap,
+    asset: &Asset,
+    kind: &str,
+    ct: &'static str,
+    body: String,
+) -> Response {
     let etag = format!(
         "\"{}-{kind}-{:016x}\"",
         asset.etag_base,
@@ -414,7 +428,13 @@ async fn master_playlist(
     let asset = state.asset(&entry).await?;
     let body = hls::master_playlist_at(&asset.presentation, &token_prefix(token))
         .ok_or(OriginError::NotFound)?;
-    Ok(manifest(&headers, &asset, "m3u8", "application/vnd.apple.mpegurl", body))
+    Ok(manifest(
+        &headers,
+        &asset,
+        "m3u8",
+        "application/vnd.apple.mpegurl",
+        body,
+    ))
 }
 
 async fn media_playlist(
@@ -444,8 +464,41 @@ async fn serve_media_playlist(
 ) -> OriginResult {
     check(&state, &entry, token.as_deref())?;
     let asset = state.asset(&entry).await?;
-    let body = hls::media_playlist(&asset.presentation, &rid, hls::Skip(false))
-        .ok_or(OriginError::NotFound)?;
+    let enc = Encryption::of(&state, &entry, &asset);
+    let tag = enc.as_ref().and_then(|e| e.policy.hls_tag());
+    let body = match (enc, tag) {
+        (Some(enc), Some(tag)) => {
+            // Keys are made (and written) on first use: the blocking pool.
+            let asset = asset.clone();
+            let rid = rid.clone();
+            tokio::task::spawn_blocking(move || {
+                let p = asset.presentation();
+                let r = p.rendition(&rid)?;
+                let kind = r.track.kind();
+                let key_query = token_query(token.as_deref());
+                let key_attributes = |msn: u64| {
+                    enc.prot
+                        .hls_key_attributes(enc.scope(), enc.policy.hls, kind, msn, &key_query)
+                        .unwrap_or_default()
+                };
+                let init_key_period = |msn: u64| enc.prot.key_period(msn);
+                let keying = hls::HlsKeying {
+                    tag,
+                    protected_init: tag != "aes",
+                    key_attributes: &key_attributes,
+                    init_key_period: enc
+                        .prot
+                        .rotation()
+                        .map(|_| &init_key_period as &dyn Fn(u64) -> u64),
+                };
+                hls::media_playlist_with(p, &rid, hls::Skip(false), Some(&keying))
+            })
+            .await
+            .map_err(|_| OriginError::Internal)?
+        }
+        _ => hls::media_playlist(&asset.presentation, &rid, hls::Skip(false)),
+    }
+    .ok_or(OriginError::NotFound)?;
     Ok(manifest(
         &headers,
         &asset,
@@ -464,12 +517,43 @@ async fn manifest_mpd(
     let token = crate::access::query_token(query.as_deref());
     check(&state, &entry, token)?;
     let asset = state.asset(&entry).await?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_plain_host(h))
+        .unwrap_or("localhost")
+        .to_string();
+    let protection = match Encryption::of(&state, &entry, &asset) {
+        Some(enc) if enc.policy.dash != DashMode::None => {
+            let license = format!("http://{host}/drm/clearkey/license{}", token_query(token));
+            let last = asset
+                .presentation()
+                .lead()
+                .and_then(|r| r.segments.back())
+                .map_or(0, |s| s.msn);
+            let p = tokio::task::spawn_blocking(move || {
+                enc.prot
+                    .dash_protection(enc.scope(), enc.policy.dash, &license, (0, last))
+            })
+            .await
+            .map_err(|_| OriginError::Internal)?;
+            Some(p.ok_or(OriginError::Internal)?)
+        }
+        _ => None,
+    };
     let opts = dash::MpdOptions {
         base_url: token.map(|t| token_prefix(Some(t))),
+        protection,
         ..Default::default()
     };
     let body = dash::mpd(&asset.presentation, 0, &opts).ok_or(OriginError::NotFound)?;
-    Ok(manifest(&headers, &asset, "mpd", "application/dash+xml", body))
+    Ok(manifest(
+        &headers,
+        &asset,
+        "mpd",
+        "application/dash+xml",
+        body,
+    ))
 }
 
 async fn smooth_manifest(
@@ -481,9 +565,57 @@ async fn smooth_manifest(
     let token = crate::access::query_token(query.as_deref());
     check(&state, &entry, token)?;
     let asset = state.asset(&entry).await?;
-    let body = smooth::client_manifest_with(&asset.presentation, None, &token_prefix(token))
-        .ok_or(OriginError::NotFound)?;
-    Ok(manifest(&headers, &asset, "ism", "text/xml; charset=utf-8", body))
+    let header = match Encryption::of(&state, &entry, &asset) {
+        Some(enc) if !enc.policy.serves_smooth() => return Err(OriginError::NotFound),
+        Some(enc) if enc.policy.mss_protected => Some(
+            tokio::task::spawn_blocking(move || enc.prot.smooth_protection_header(enc.scope()))
+                .await
+                .map_err(|_| OriginError::Internal)?
+                .ok_or(OriginError::Internal)?,
+        ),
+        _ => None,
+    };
+    let body =
+        smooth::client_manifest_with(&asset.presentation, header.as_ref(), &token_prefix(token))
+            .ok_or(OriginError::NotFound)?;
+    Ok(manifest(
+        &headers,
+        &asset,
+        "ism",
+        "text/xml; charset=utf-8",
+        body,
+    ))
+}
+
+/// How one stored asset is encrypted: its entry's policy, keys of its own
+/// (stream `vod-ENTRY`, the file's version as the timeline).
+#[derive(Clone)]
+struct Encryption {
+    prot: Arc<Protection>,
+    policy: DrmPolicy,
+    stream: String,
+    timeline: u64,
+}
+
+impl Encryption {
+    /// `None` when the server has no key store.
+    fn of(state: &VodState, entry: &str, asset: &Asset) -> Option<Encryption> {
+        let prot = state.inner.protection.clone()?;
+        Some(Encryption {
+            policy: prot.policy(entry),
+            prot,
+            stream: format!("vod-{entry}"),
+            timeline: asset.version,
+        })
+    }
+
+    fn scope(&self) -> KeyScope<'_> {
+        KeyScope {
+            stream: &self.stream,
+            timeline: self.timeline,
+            oldest_msn: 0,
+        }
+    }
 }
 
 async fn media_file(
@@ -508,8 +640,9 @@ async fn media_file_with_token(
 /// A file of a stored presentation, by the names the manifests write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum VodFile {
-    Init,
-    Segment(u32),
+    /// An init segment, segment or part (`parse_file`'s names), with the
+    /// encrypted variant's tag if any.
+    Cmaf(FileId, Option<&'static str>),
     /// A Smooth fragment: the segment of `kind` starting at `t` (10 MHz).
     Smooth(MediaKind, u64),
 }
@@ -519,14 +652,8 @@ fn parse_vod_file(rid: &str, file: &str) -> Option<VodFile> {
         let (kind, t) = smooth::parse_fragment_name(file)?;
         return Some(VodFile::Smooth(kind, t));
     }
-    if file == "init-0.mp4" {
-        return Some(VodFile::Init);
-    }
-    let n = file.strip_prefix("seg-")?.strip_suffix(".m4s")?;
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(VodFile::Segment(n.parse().ok()?))
+    let (id, tag) = parse_file(file)?;
+    Some(VodFile::Cmaf(id, tag))
 }
 
 async fn serve_media_file(
@@ -538,51 +665,83 @@ async fn serve_media_file(
 ) -> OriginResult {
     let parsed = parse_vod_file(&rid, &file).ok_or(OriginError::NotFound)?;
     let asset = state.asset(&entry).await?;
+    let enc = Encryption::of(&state, &entry, &asset);
+    let policy = enc.as_ref().map(|e| e.policy).unwrap_or_default();
     let p = &asset.presentation;
     let (r, file_id) = match parsed {
         VodFile::Smooth(kind, t) => {
+            if !policy.serves_smooth() {
+                return Err(OriginError::NotFound);
+            }
             let (r, seg) = smooth::fragment_source(p, kind, t).ok_or(OriginError::NotFound)?;
             (r, VodFile::Smooth(kind, seg.msn))
         }
-        other => (p.rendition(&rid).ok_or(OriginError::NotFound)?, other),
+        VodFile::Cmaf(id, tag) => {
+            let allowed = match id {
+                FileId::Init(..) => policy.allows_init(tag),
+                _ => policy.allows(tag),
+            };
+            if !allowed || (tag.is_some() && enc.is_none()) {
+                return Err(OriginError::NotFound);
+            }
+            (p.rendition(&rid).ok_or(OriginError::NotFound)?, parsed)
+        }
     };
     let kind = r.track.kind();
-    let etag = format!("\"{}-{}-{file_id:?}\"", asset.etag_base, r.id)
-        .replace(['(', ')', ' ', ','], "");
+    // The requested name is URL-safe and names the variant.
+    let etag = format!("\"{}-{}-{file}\"", asset.etag_base, r.id);
     if not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, media_headers(kind, &etag, &asset)).into_response());
     }
-    let track_id = r.track.id;
     let rid = r.id.clone();
     let built_asset = asset.clone();
-    let data = tokio::task::spawn_blocking(move || build(&built_asset, &rid, track_id, file_id))
-    .await
-    .map_err(|_| OriginError::Internal)?
-    .map_err(|e| {
-        vod_failed(&entry, &e);
-        match e {
-            VodError::UnknownSegment { .. } | VodError::UnknownTrack(_) => OriginError::NotFound,
-            _ => OriginError::Internal,
-        }
-    })?;
+    let data =
+        tokio::task::spawn_blocking(move || build(&built_asset, &rid, file_id, enc.as_ref()))
+            .await
+            .map_err(|_| OriginError::Internal)??;
     Ok(ranged(&headers, kind, &etag, &asset, data))
 }
 
-/// Builds (or finds in the cache) one file of the asset.
-fn build(asset: &Asset, rid: &str, track_id: u32, file: VodFile) -> Result<Bytes, VodError> {
+/// Builds (or finds in the cache) one file of the asset, encrypted as its
+/// name says. Blocking: file reads and encryption.
+fn build(
+    asset: &Asset,
+    rid: &str,
+    file: VodFile,
+    enc: Option<&Encryption>,
+) -> Result<Bytes, OriginError> {
+    let p = &asset.presentation;
+    let r = p.rendition(rid).ok_or(OriginError::NotFound)?;
     match file {
-        VodFile::Init => asset.index.init(track_id),
-        VodFile::Segment(n) => asset.fragment(track_id, n),
+        VodFile::Cmaf(id, Some(tag)) => {
+            let enc = enc.ok_or(OriginError::NotFound)?;
+            enc.prot
+                .variant(&enc.stream, enc.timeline, r, asset, tag, id)
+                .map_err(|e| encrypt_failed(&enc.stream, rid, &e))?
+                .ok_or(OriginError::NotFound)
+        }
+        VodFile::Cmaf(FileId::Init(0, 0), None) => {
+            MediaSource::init(asset, rid, 0).ok_or(OriginError::NotFound)
+        }
+        VodFile::Cmaf(FileId::Segment(msn), None) => MediaSource::segment(asset, rid, msn)
+            .and_then(|mut v| v.pop())
+            .ok_or(OriginError::NotFound),
+        VodFile::Cmaf(..) => Err(OriginError::NotFound),
         VodFile::Smooth(_, msn) => {
-            let p = &asset.presentation;
-            let unknown = || VodError::UnknownTrack(track_id);
-            let n = u32::try_from(msn).map_err(|_| unknown())?;
-            let cmaf = asset.fragment(track_id, n)?;
-            let r = p.rendition(rid).ok_or_else(unknown)?;
-            let seg = r.segment(msn).ok_or_else(unknown)?;
-            let samples = smooth::samples_of_parts([&cmaf])
-                .map_err(|e| VodError::Corrupt(format!("built fragment: {e}")))?;
-            Ok(smooth::fragment(r, seg, samples))
+            let seg = r.segment(msn).ok_or(OriginError::NotFound)?;
+            let cmaf = MediaSource::segment(asset, rid, msn).ok_or(OriginError::NotFound)?;
+            let samples = smooth::samples_of_parts(&cmaf).map_err(|e| {
+                tracing::error!(rendition = rid, segment = msn, error = %e, "built fragment unreadable");
+                OriginError::Internal
+            })?;
+            let clear = smooth::fragment(r, seg, samples);
+            match enc.filter(|e| e.policy.mss_protected) {
+                Some(enc) => enc
+                    .prot
+                    .smooth_fragment(&enc.stream, enc.timeline, r, msn, &clear)
+                    .map_err(|e| encrypt_failed(&enc.stream, rid, &e)),
+                None => Ok(clear),
+            }
         }
     }
 }
@@ -607,7 +766,13 @@ fn media_headers(kind: MediaKind, etag: &str, asset: &Asset) -> HeaderMap {
 
 /// The whole file, or the byte range the request asks for (RFC 9110 14.2:
 /// one range; a range that starts past the end is 416).
-fn ranged(headers: &HeaderMap, kind: MediaKind, etag: &str, asset: &Asset, data: Bytes) -> Response {
+fn ranged(
+    headers: &HeaderMap,
+    kind: MediaKind,
+    etag: &str,
+    asset: &Asset,
+    data: Bytes,
+) -> Response {
     let mut h = media_headers(kind, etag, asset);
     let len = data.len() as u64;
     let range = headers
@@ -697,8 +862,8 @@ fn httpdate(t: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let dt = time::OffsetDateTime::from_unix_timestamp(secs)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let dt =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let fmt = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
@@ -717,7 +882,10 @@ mod tests {
         assert_eq!(parse_range("bytes=-1000", 100), RangeAnswer::Part(0, 99));
         assert_eq!(parse_range("bytes=50-1000", 100), RangeAnswer::Part(50, 99));
         assert_eq!(parse_range("bytes=100-", 100), RangeAnswer::Unsatisfiable);
-        assert_eq!(parse_range("bytes=200-300", 100), RangeAnswer::Unsatisfiable);
+        assert_eq!(
+            parse_range("bytes=200-300", 100),
+            RangeAnswer::Unsatisfiable
+        );
         assert_eq!(parse_range("bytes=-0", 100), RangeAnswer::Unsatisfiable);
         assert_eq!(parse_range("bytes=9-0", 100), RangeAnswer::Whole);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeAnswer::Whole);
@@ -727,11 +895,16 @@ mod tests {
 
     #[test]
     fn file_names() {
-        assert_eq!(parse_vod_file("v1", "init-0.mp4"), Some(VodFile::Init));
-        assert_eq!(parse_vod_file("v1", "seg-12.m4s"), Some(VodFile::Segment(12)));
+        assert_eq!(
+            parse_vod_file("v1", "init-0.mp4"),
+            Some(VodFile::Cmaf(FileId::Init(0, 0), None))
+        );
+        assert_eq!(
+            parse_vod_file("v1", "seg-12.cenc.m4s"),
+            Some(VodFile::Cmaf(FileId::Segment(12), Some("cenc")))
+        );
         assert_eq!(parse_vod_file("v1", "seg-.m4s"), None);
-        assert_eq!(parse_vod_file("v1", "seg-+1.m4s"), None);
-        assert_eq!(parse_vod_file("v1", "part-1.0.m4s"), None);
+        assert_eq!(parse_vod_file("v1", "seg-1.bogus.m4s"), None);
         assert_eq!(
             parse_vod_file("QualityLevels(1000)", "Fragments(video=0)"),
             Some(VodFile::Smooth(MediaKind::Video, 0))

@@ -65,7 +65,12 @@ mod tests {
     fn mutated_real_inputs_never_panic() {
         let mut real = vec![5u8];
         real.extend(init(true, 512));
-        real.extend(fragment(1, Some(1 << 33), 1, &[(512, 0), (512, -1024), (512, 512)]));
+        real.extend(fragment(
+            1,
+            Some(1 << 33),
+            1,
+            &[(512, 0), (512, -1024), (512, 512)],
+        ));
         real.extend(fragment(1, None, 0, &[(512, 0); 3]));
         fmp4_index(&real);
         let mut rng = Rng(77);

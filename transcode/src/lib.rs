@@ -8,6 +8,8 @@
 //!   an init segment plus media fragments.
 //! - [`fmp4`]: the small fragmented-MP4 index the thumbnailer plans with
 //!   (sample times, codec), before any pipeline runs.
+//! - [`nal`]: which access units the decoder can do without (unreferenced
+//!   pictures other than the asked one).
 //!
 //! Everything here blocks: async callers use `tokio::task::spawn_blocking`.
 //! The crate links the GStreamer libraries (1.22 on Debian 12); the plugins
@@ -16,10 +18,11 @@
 
 pub mod fmp4;
 pub mod fuzzing;
+pub mod nal;
 pub mod pipeline;
 pub mod thumbnail;
 
 pub use thumbnail::{
-    thumbnail, Stage, ThumbnailError, ThumbnailInput, ThumbnailRequest, MAX_HEIGHT, MAX_WIDTH,
-    TIME_LIMIT,
+    last_frame_time, thumbnail, thumbnail_within, Stage, ThumbnailError, ThumbnailInput,
+    ThumbnailRequest, MAX_HEIGHT, MAX_WIDTH, TIME_LIMIT,
 };

@@ -94,22 +94,34 @@ pub fn add_linked(pipeline: &gst::Pipeline, elements: &[&gst::Element]) -> Resul
     gst::Element::link_many(elements.iter().copied()).map_err(|e| GstError::Build(e.to_string()))
 }
 
+/// When a job (one or more pipelines in a row) must be done.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+    /// The job's whole time limit, for the error message.
+    limit: Duration,
+}
+
+impl Deadline {
+    /// `limit` from now.
+    pub fn after(limit: Duration) -> Self {
+        Deadline {
+            at: Instant::now() + limit,
+            limit,
+        }
+    }
+}
+
 /// A pipeline in PLAYING with a deadline; dropping it sets it to NULL.
 pub struct Running {
     pipeline: gst::Pipeline,
     bus: gst::Bus,
-    deadline: Instant,
-    limit: Duration,
+    deadline: Deadline,
 }
 
 impl Running {
-    /// Starts `pipeline`; every later wait ends by `deadline`, and a
-    /// timeout reports `limit` (the whole job's time limit).
-    pub fn start(
-        pipeline: gst::Pipeline,
-        deadline: Instant,
-        limit: Duration,
-    ) -> Result<Self, GstError> {
+    /// Starts `pipeline`; every later wait ends by `deadline`.
+    pub fn start(pipeline: gst::Pipeline, deadline: Deadline) -> Result<Self, GstError> {
         let bus = pipeline
             .bus()
             .ok_or_else(|| GstError::Build("the pipeline has no bus".into()))?;
@@ -117,12 +129,11 @@ impl Running {
             pipeline,
             bus,
             deadline,
-            limit,
         };
         if run.pipeline.set_state(gst::State::Playing).is_err() {
-            return Err(run.bus_error().unwrap_or_else(|| {
-                GstError::Build("the pipeline refused to start".into())
-            }));
+            return Err(run
+                .bus_error()
+                .unwrap_or_else(|| GstError::Build("the pipeline refused to start".into())));
         }
         Ok(run)
     }
@@ -139,10 +150,10 @@ impl Running {
                 return Err(e);
             }
             let now = Instant::now();
-            if now >= self.deadline {
-                return Err(GstError::Timeout(self.limit));
+            if now >= self.deadline.at {
+                return Err(GstError::Timeout(self.deadline.limit));
             }
-            let wait = (self.deadline - now).min(POLL);
+            let wait = (self.deadline.at - now).min(POLL);
             let wait = gst::ClockTime::from_nseconds(wait.as_nanos() as u64);
             if let Some(sample) = sink.try_pull_sample(wait) {
                 return Ok(Some(sample));
@@ -192,5 +203,73 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// appsrc → (`middle`) → appsink.
+    fn app_pipeline(
+        middle: Option<gst::Element>,
+        caps: Option<&str>,
+    ) -> (gst::Pipeline, gst_app::AppSrc, gst_app::AppSink) {
+        init().unwrap();
+        let src = gst_app::AppSrc::builder().name("src").build();
+        if let Some(c) = caps {
+            src.set_caps(Some(&gst::Caps::builder(c).build()));
+        }
+        let sink = gst_app::AppSink::builder().name("sink").sync(false).build();
+        let pipe = gst::Pipeline::new();
+        let mut chain: Vec<gst::Element> = vec![src.clone().upcast()];
+        chain.extend(middle);
+        chain.push(sink.clone().upcast());
+        add_linked(&pipe, &chain.iter().collect::<Vec<_>>()).unwrap();
+        (pipe, src, sink)
+    }
+
+    #[test]
+    fn a_wait_ends_at_the_deadline() {
+        let (pipe, _src, sink) = app_pipeline(None, None);
+        let limit = Duration::from_millis(150);
+        let run = Running::start(pipe, Deadline::after(limit)).unwrap();
+        // Nothing is ever pushed: only the deadline ends the wait.
+        assert_eq!(run.pull(&sink).unwrap_err(), GstError::Timeout(limit));
+    }
+
+    #[test]
+    fn an_element_error_names_the_element_and_eos_is_none() {
+        // jpegdec fails at the first undecodable picture with max-errors 0.
+        let dec = make("jpegdec", "middle").unwrap();
+        dec.set_property("max-errors", 0i32);
+        let (pipe, src, sink) = app_pipeline(Some(dec), Some("image/jpeg"));
+        let run = Running::start(pipe, Deadline::after(Duration::from_secs(10))).unwrap();
+        src.push_buffer(gst::Buffer::from_slice(vec![0x55u8; 4096]))
+            .unwrap();
+        src.end_of_stream().unwrap();
+        match run.pull(&sink) {
+            Err(GstError::Element { element, .. }) => assert_eq!(element, "middle"),
+            other => panic!("{other:?}"),
+        }
+
+        let (pipe, src, sink) = app_pipeline(None, None);
+        let run = Running::start(pipe, Deadline::after(Duration::from_secs(10))).unwrap();
+        src.push_buffer(gst::Buffer::from_slice(vec![1u8; 16]))
+            .unwrap();
+        src.end_of_stream().unwrap();
+        assert!(run.pull(&sink).unwrap().is_some());
+        assert!(run.pull(&sink).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_missing_element_names_its_package() {
+        assert_eq!(
+            make("avdec_no_such_codec", "x").unwrap_err(),
+            GstError::MissingElement {
+                factory: "avdec_no_such_codec",
+                package: "gstreamer1.0-libav"
+            }
+        );
     }
 }

@@ -12,14 +12,16 @@
 //!    `h265parse` → `avdec_h264` / `avdec_h265` → `appsink`. Frames come out
 //!    in presentation order; the wait stops at the asked frame. With B-frames
 //!    that frame is not the keyframe, so the decoder runs forward from the
-//!    fragment's keyframe. qtdemux's timestamps are mapped to the index's by
-//!    the first sample it emits (edit lists may shift them).
-//! 2. encode: `appsrc` (that one raw frame) → `videoscale` → `capsfilter`
-//!    (the output size, square pixels) → `videoconvert` (RGB) →
-//!    `videoconvert` (I420, full range) → `jpegenc` → `appsink`. Only the
-//!    chosen frame is scaled and encoded.
+//!    fragment's keyframe; unreferenced pictures other than the asked one
+//!    are dropped before the decoder ([`crate::nal`]). qtdemux's timestamps
+//!    are mapped to the index's by the first sample it emits (edit lists may
+//!    shift them).
+//! 2. encode: `appsrc` (that one raw frame) → `videoconvert` (RGB) →
+//!    `videoscale` → `capsfilter` (the output size, square pixels) →
+//!    `videoconvert` (I420, BT.601 full range as JFIF wants) → `jpegenc`
+//!    → `appsink`. Only the chosen frame is converted and encoded.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,7 +30,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::fmp4::{self, InputError, Shown, TrackIndex};
-use crate::pipeline::{self, GstError, Running};
+use crate::nal;
+use crate::pipeline::{self, Deadline, GstError, Running};
 
 /// Largest output: every thumbnail fits inside this box.
 pub const MAX_WIDTH: u32 = 3840;
@@ -163,7 +166,8 @@ fn stage_of(element: &str) -> Stage {
     match element {
         "input" => Stage::Input,
         "demux" => Stage::Demux,
-        "parse" | "decode" | "frames" | "other" => Stage::Decode,
+        "parse" | "decode" | "frames" => Stage::Decode,
+        other if other.starts_with("other-") => Stage::Decode,
         "frame" | "scale" | "size" | "convert" | "rgb" | "convert-yuv" | "yuv" => Stage::Scale,
         _ => Stage::Encode,
     }
@@ -186,20 +190,32 @@ fn gst_error(stage: Stage, e: GstError) -> ThumbnailError {
             element,
             message,
             debug,
-        } => ThumbnailError::Failed {
-            stage: stage_of(&element),
-            message: match debug {
-                Some(d) => format!("{message} ({d})"),
-                None => message,
-            },
-            element,
-        },
+        } => {
+            let debug = debug.unwrap_or_default();
+            // A source reports "not-negotiated" when an element downstream
+            // refused the stream's format: in the decode pipeline that is
+            // the parser or decoder refusing the codec configuration.
+            let (stage, message) = if element == "input" && debug.contains("not-negotiated") {
+                (
+                    Stage::Decode,
+                    format!("the parser/decoder refused the stream's codec configuration ({message} {debug})"),
+                )
+            } else {
+                (stage_of(&element), format!("{message} ({debug})"))
+            };
+            ThumbnailError::Failed {
+                stage,
+                element,
+                message,
+            }
+        }
         GstError::Timeout(after) => ThumbnailError::Timeout { stage, after },
     }
 }
 
 /// How a sample entry is decoded.
 struct Codec {
+    kind: nal::Kind,
     caps: &'static str,
     parser: &'static str,
     decoder: &'static str,
@@ -208,11 +224,13 @@ struct Codec {
 fn codec_of(sample_entry: &[u8; 4]) -> Result<Codec, ThumbnailError> {
     match sample_entry {
         b"avc1" | b"avc3" => Ok(Codec {
+            kind: nal::Kind::H264,
             caps: "video/x-h264",
             parser: "h264parse",
             decoder: "avdec_h264",
         }),
         b"hvc1" | b"hev1" => Ok(Codec {
+            kind: nal::Kind::H265,
             caps: "video/x-h265",
             parser: "h265parse",
             decoder: "avdec_h265",
@@ -223,13 +241,37 @@ fn codec_of(sample_entry: &[u8; 4]) -> Result<Codec, ThumbnailError> {
     }
 }
 
-/// Renders the frame shown at `request.time_ticks` as a JPEG. Blocking:
-/// run it with `tokio::task::spawn_blocking`.
+/// Renders the frame shown at `request.time_ticks` as a JPEG, within
+/// [`TIME_LIMIT`]. Blocking: run it with `tokio::task::spawn_blocking`.
 pub fn thumbnail(
     input: ThumbnailInput<'_>,
     request: &ThumbnailRequest,
 ) -> Result<Vec<u8>, ThumbnailError> {
+    thumbnail_within(input, request, TIME_LIMIT)
+}
+
+/// The presentation time of the last frame of the input, in the track's
+/// timescale: `(time_ticks, timescale)` for a [`ThumbnailRequest`] of the
+/// latest picture (a live stream's `latest.jpg`). Reads only the boxes.
+pub fn last_frame_time(input: ThumbnailInput<'_>) -> Result<(i64, u32), ThumbnailError> {
+    let index = fmp4::index(input.pieces)?;
+    let last = index
+        .samples
+        .iter()
+        .map(|s| s.pts)
+        .max()
+        .ok_or(InputError::NoSamples)?;
+    Ok((last, index.timescale))
+}
+
+/// [`thumbnail`] with another time limit for the whole job.
+pub fn thumbnail_within(
+    input: ThumbnailInput<'_>,
+    request: &ThumbnailRequest,
+    limit: Duration,
+) -> Result<Vec<u8>, ThumbnailError> {
     let started = Instant::now();
+    let deadline = Deadline::after(limit);
     validate(request)?;
     let index = fmp4::index(input.pieces)?;
     let codec = codec_of(&index.sample_entry)?;
@@ -239,9 +281,19 @@ pub fn thumbnail(
         Shown::PastEnd => return Err(ThumbnailError::PastEnd),
     };
     pipeline::init().map_err(|e| gst_error(Stage::Input, e))?;
-    let deadline = started + TIME_LIMIT;
+    let decoding = Instant::now();
     let frame = decode_frame(input.pieces, &index, &codec, target, deadline)?;
-    encode_jpeg(&frame, request, deadline)
+    let encoding = Instant::now();
+    let jpeg = encode_jpeg(&frame, request, deadline)?;
+    tracing::debug!(
+        samples = index.samples.len(),
+        index_us = (decoding - started).as_micros() as u64,
+        decode_ms = (encoding - decoding).as_millis() as u64,
+        encode_ms = encoding.elapsed().as_millis() as u64,
+        bytes = jpeg.len(),
+        "thumbnail"
+    );
+    Ok(jpeg)
 }
 
 fn validate(r: &ThumbnailRequest) -> Result<(), ThumbnailError> {
@@ -286,7 +338,7 @@ fn decode_frame(
     index: &TrackIndex,
     codec: &Codec,
     target: i64,
-    deadline: Instant,
+    deadline: Deadline,
 ) -> Result<gst::Sample, ThumbnailError> {
     let setup = |e| gst_error(Stage::Decode, e);
     let demux = pipeline::make("qtdemux", "demux").map_err(|e| gst_error(Stage::Demux, e))?;
@@ -320,15 +372,22 @@ fn decode_frame(
     let weak_pipe = pipe.downgrade();
     let video_caps = codec.caps;
     demux.connect_pad_added(move |_, pad| {
-        let is_video = pad
-            .current_caps()
-            .and_then(|c| c.structure(0).map(|s| s.name() == video_caps))
-            .unwrap_or(false);
+        // qtdemux sets a pad's caps before adding it; its name says the
+        // kind if not.
+        let is_video = match pad.current_caps() {
+            Some(c) => c.structure(0).is_some_and(|s| s.name() == video_caps),
+            None => pad.name().starts_with("video_"),
+        };
         if is_video && !parse_sink.is_linked() {
             let _ = pad.link(&parse_sink);
         } else if let Some(p) = weak_pipe.upgrade() {
-            if let Ok(fake) = gst::ElementFactory::make("fakesink").name("other").build() {
+            let name = format!("other-{}", pad.name());
+            if let Ok(fake) = gst::ElementFactory::make("fakesink").name(name).build() {
                 fake.set_property("sync", false);
+                // Not part of the preroll: qtdemux's one streaming thread
+                // blocks in the prerolled video branch until PLAYING, and
+                // would never bring this sink its first buffer.
+                fake.set_property("async", false);
                 if p.add(&fake).is_ok() {
                     let _ = fake.sync_state_with_parent();
                     if let Some(sinkpad) = fake.static_pad("sink") {
@@ -340,25 +399,53 @@ fn decode_frame(
     });
 
     // The first buffer that qtdemux emits is the index's first sample: the
-    // difference of their times maps one timeline to the other.
+    // difference of their times maps one timeline to the other. Before the
+    // decoder, access units that no picture references and that are not
+    // the asked frame are dropped (see `crate::nal`).
     let first_pts_ns = ticks_to_ns(index.samples[0].pts, index.timescale);
+    let target_ns = ticks_to_ns(target, index.timescale);
+    let tolerance = ticks_to_ns(index.half_min_gap(), index.timescale).max(1);
     let offset: Arc<Mutex<Option<i128>>> = Arc::new(Mutex::new(None));
     if let Some(pad) = parse.static_pad("sink") {
         let offset = offset.clone();
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(buf) = info.buffer() {
-                if let Some(pts) = buf.pts() {
-                    let mut o = offset.lock().unwrap_or_else(|p| p.into_inner());
-                    o.get_or_insert(i128::from(pts.nseconds()) - first_pts_ns);
-                }
+        let kind = codec.kind;
+        let length_size: Arc<OnceLock<Option<usize>>> = Arc::new(OnceLock::new());
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Some(buf) = info.buffer() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(pts) = buf.pts() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let pts = i128::from(pts.nseconds());
+            let base = *offset
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(pts - first_pts_ns);
+            if (pts - base - target_ns).abs() <= tolerance {
+                return gst::PadProbeReturn::Ok;
             }
-            gst::PadProbeReturn::Remove
+            let length_size = *length_size.get_or_init(|| {
+                let caps = pad.current_caps()?;
+                let record = caps.structure(0)?.get::<gst::Buffer>("codec_data").ok()?;
+                let map = record.map_readable().ok()?;
+                nal::length_size(kind, &map)
+            });
+            match (length_size, buf.map_readable()) {
+                (Some(n), Ok(map)) if nal::is_disposable(kind, n, &map) => {
+                    gst::PadProbeReturn::Drop
+                }
+                _ => gst::PadProbeReturn::Ok,
+            }
         });
     }
 
-    let run = Running::start(pipe, deadline, TIME_LIMIT).map_err(setup)?;
+    let run = Running::start(pipe, deadline).map_err(setup)?;
     for piece in pieces {
-        if src.push_buffer(gst::Buffer::from_slice(piece.clone())).is_err() {
+        if src
+            .push_buffer(gst::Buffer::from_slice(piece.clone()))
+            .is_err()
+        {
             // The pipeline already failed (its error is on the bus) or
             // stopped; the pull below says which.
             break;
@@ -366,8 +453,6 @@ fn decode_frame(
     }
     let _ = src.end_of_stream();
 
-    let target_ns = ticks_to_ns(target, index.timescale);
-    let tolerance = ticks_to_ns(index.half_min_gap(), index.timescale).max(1);
     let mut earlier: Option<gst::Sample> = None;
     loop {
         let Some(sample) = run.pull(&sink).map_err(setup)? else {
@@ -378,7 +463,10 @@ fn decode_frame(
         let Some(pts) = sample.buffer().and_then(|b| b.pts()) else {
             continue;
         };
-        let base = offset.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(0);
+        let base = offset
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(0);
         let pts = i128::from(pts.nseconds()) - base;
         if (pts - target_ns).abs() <= tolerance {
             return Ok(sample);
@@ -402,17 +490,16 @@ fn caps_filter(name: &str, caps: gst::Caps) -> Result<gst::Element, GstError> {
 fn encode_jpeg(
     frame: &gst::Sample,
     request: &ThumbnailRequest,
-    deadline: Instant,
+    deadline: Deadline,
 ) -> Result<Vec<u8>, ThumbnailError> {
     let setup = |e| gst_error(Stage::Scale, e);
-    let caps = frame
-        .caps()
-        .ok_or(ThumbnailError::NoFrame)?
-        .to_owned();
+    let caps = frame.caps().ok_or(ThumbnailError::NoFrame)?.to_owned();
     let buffer = frame.buffer_owned().ok_or(ThumbnailError::NoFrame)?;
     let s = caps.structure(0).ok_or(ThumbnailError::NoFrame)?;
     let w = s.get::<i32>("width").map_err(|_| ThumbnailError::NoFrame)?;
-    let h = s.get::<i32>("height").map_err(|_| ThumbnailError::NoFrame)?;
+    let h = s
+        .get::<i32>("height")
+        .map_err(|_| ThumbnailError::NoFrame)?;
     let par = s
         .get::<gst::Fraction>("pixel-aspect-ratio")
         .map(|f| (f.numer(), f.denom()))
@@ -424,23 +511,32 @@ fn encode_jpeg(
         request.height,
     );
 
-    // Scale first (in the decoder's format, the cheapest), then convert
-    // to JFIF's colours: BT.601, full range. videoconvert 1.22 leaves YUV
+    // JFIF's colours are BT.601, full range. videoconvert 1.22 leaves YUV
     // to YUV range changes undone (limited-range video would come out
-    // washed out), so the colours go through RGB, which it converts right;
-    // jpegenc given RGB would write an RGB JPEG, hence YUV again after.
+    // washed out) and videoscale's I420 path is off by a fraction of a
+    // pixel, so the frame goes to RGB, is scaled there, and goes back to
+    // full-range I420 (jpegenc given RGB would write an RGB JPEG).
+    let to_rgb = pipeline::make("videoconvert", "convert").map_err(setup)?;
+    let rgb = caps_filter(
+        "rgb",
+        gst::Caps::builder("video/x-raw")
+            .field("format", "RGB")
+            .build(),
+    )
+    .map_err(setup)?;
     let scale = pipeline::make("videoscale", "scale").map_err(setup)?;
+    // The size is already the aspect-keeping one, rounded: no letterbox
+    // line for the rounding.
+    scale.set_property("add-borders", false);
     let size = caps_filter("size", {
         gst::Caps::builder("video/x-raw")
+            .field("format", "RGB")
             .field("width", out_w as i32)
             .field("height", out_h as i32)
             .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
             .build()
     })
     .map_err(setup)?;
-    let to_rgb = pipeline::make("videoconvert", "convert").map_err(setup)?;
-    let rgb = caps_filter("rgb", gst::Caps::builder("video/x-raw").field("format", "RGB").build())
-        .map_err(setup)?;
     let to_yuv = pipeline::make("videoconvert", "convert-yuv").map_err(setup)?;
     let yuv = caps_filter("yuv", {
         gst::Caps::builder("video/x-raw")
@@ -449,8 +545,7 @@ fn encode_jpeg(
             .build()
     })
     .map_err(setup)?;
-    let encode =
-        pipeline::make("jpegenc", "encode").map_err(|e| gst_error(Stage::Encode, e))?;
+    let encode = pipeline::make("jpegenc", "encode").map_err(|e| gst_error(Stage::Encode, e))?;
     encode.set_property("quality", i32::from(request.quality));
     let src = gst_app::AppSrc::builder()
         .name("frame")
@@ -467,10 +562,10 @@ fn encode_jpeg(
         &pipe,
         &[
             src.upcast_ref(),
-            &scale,
-            &size,
             &to_rgb,
             &rgb,
+            &scale,
+            &size,
             &to_yuv,
             &yuv,
             &encode,
@@ -478,7 +573,7 @@ fn encode_jpeg(
         ],
     )
     .map_err(setup)?;
-    let run = Running::start(pipe, deadline, TIME_LIMIT).map_err(setup)?;
+    let run = Running::start(pipe, deadline).map_err(setup)?;
     let _ = src.push_buffer(buffer);
     let _ = src.end_of_stream();
     let jpeg = run
@@ -524,7 +619,9 @@ pub fn output_size(
             ((dw * s).min(f64::from(w)), (dh * s).min(f64::from(h)))
         }
     };
-    let cap = (f64::from(MAX_WIDTH) / w).min(f64::from(MAX_HEIGHT) / h).min(1.0);
+    let cap = (f64::from(MAX_WIDTH) / w)
+        .min(f64::from(MAX_HEIGHT) / h)
+        .min(1.0);
     let round = |v: f64, max: u32| (v.round() as u32).clamp(1, max);
     (round(w * cap, MAX_WIDTH), round(h * cap, MAX_HEIGHT))
 }
@@ -540,14 +637,26 @@ mod tests {
         assert_eq!(output_size((1920, 1080), sq, Some(320), None), (320, 180));
         assert_eq!(output_size((1920, 1080), sq, None, Some(90)), (160, 90));
         // Both: fit inside the box.
-        assert_eq!(output_size((1920, 1080), sq, Some(320), Some(320)), (320, 180));
-        assert_eq!(output_size((1920, 1080), sq, Some(1000), Some(90)), (160, 90));
+        assert_eq!(
+            output_size((1920, 1080), sq, Some(320), Some(320)),
+            (320, 180)
+        );
+        assert_eq!(
+            output_size((1920, 1080), sq, Some(1000), Some(90)),
+            (160, 90)
+        );
         // Anamorphic: 1440x1080 at 4:3 pixels displays as 1920x1080.
         assert_eq!(output_size((1440, 1080), (4, 3), None, None), (1920, 1080));
-        assert_eq!(output_size((1440, 1080), (4, 3), Some(480), None), (480, 270));
+        assert_eq!(
+            output_size((1440, 1080), (4, 3), Some(480), None),
+            (480, 270)
+        );
         // Capped at 3840x2160, aspect kept.
         assert_eq!(output_size((7680, 4320), sq, None, None), (3840, 2160));
-        assert_eq!(output_size((1080, 1920), sq, Some(3840), None), (1215, 2160));
+        assert_eq!(
+            output_size((1080, 1920), sq, Some(3840), None),
+            (1215, 2160)
+        );
         // Never zero.
         assert_eq!(output_size((4000, 2), sq, Some(100), None), (100, 1));
     }
@@ -557,14 +666,35 @@ mod tests {
         let ok = ThumbnailRequest::at(0, 90_000);
         assert_eq!(validate(&ok), Ok(()));
         for bad in [
-            ThumbnailRequest { timescale: 0, ..ok.clone() },
-            ThumbnailRequest { width: Some(0), ..ok.clone() },
-            ThumbnailRequest { width: Some(100_000), ..ok.clone() },
-            ThumbnailRequest { height: Some(2161), ..ok.clone() },
-            ThumbnailRequest { quality: 0, ..ok.clone() },
-            ThumbnailRequest { quality: 101, ..ok.clone() },
+            ThumbnailRequest {
+                timescale: 0,
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                width: Some(0),
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                width: Some(100_000),
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                height: Some(2161),
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                quality: 0,
+                ..ok.clone()
+            },
+            ThumbnailRequest {
+                quality: 101,
+                ..ok.clone()
+            },
         ] {
-            assert!(matches!(validate(&bad), Err(ThumbnailError::InvalidRequest(_))), "{bad:?}");
+            assert!(
+                matches!(validate(&bad), Err(ThumbnailError::InvalidRequest(_))),
+                "{bad:?}"
+            );
         }
     }
 

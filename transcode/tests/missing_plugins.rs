@@ -28,7 +28,11 @@ fn a_missing_plugin_is_named_with_its_package() {
         .arg(&src)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let input = vec![Bytes::from(std::fs::read(&src).unwrap())];
 
     let err = thumbnail(

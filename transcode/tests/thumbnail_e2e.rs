@@ -15,7 +15,10 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use bytes::Bytes;
-use vela_transcode::{thumbnail, ThumbnailError, ThumbnailInput, ThumbnailRequest};
+use vela_transcode::{
+    last_frame_time, thumbnail, thumbnail_within, Stage, ThumbnailError, ThumbnailInput,
+    ThumbnailRequest,
+};
 
 // --- fixtures ----------------------------------------------------------------
 
@@ -42,9 +45,16 @@ fn run(cmd: &mut Command) -> Vec<u8> {
     out.stdout
 }
 
+/// Clips and decoded pictures, under the target directory (one folder per
+/// test process: nextest runs each test in its own).
 fn fixtures() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("thumbnail_e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
 }
 
 fn hevc_ffmpeg() -> PathBuf {
@@ -61,34 +71,51 @@ fn hevc_ffmpeg() -> PathBuf {
 /// testsrc2 encoded with `codec_args`, fragmented at each keyframe (every
 /// 2 s at 25 fps).
 fn make_clip(name: &str, ffmpeg: &Path, size: &str, seconds: u32, codec_args: &[&str]) -> Clip {
+    make_clip_with(name, ffmpeg, size, seconds, &[], codec_args)
+}
+
+/// [`make_clip`] with more inputs (`-f lavfi -i sine`, ...) after the video.
+fn make_clip_with(
+    name: &str,
+    ffmpeg: &Path,
+    size: &str,
+    seconds: u32,
+    inputs: &[&str],
+    codec_args: &[&str],
+) -> Clip {
     let src = fixtures().join(format!("{name}.mp4"));
     let mut cmd = Command::new(ffmpeg);
-    cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size={size}:rate=25"))
-        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
-        .args(codec_args)
-        .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"])
-        .args(["-movflags", "frag_keyframe+empty_moov+default_base_moof"])
-        .arg(&src);
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+    ])
+    .arg(format!("testsrc2=size={size}:rate=25"))
+    .args(inputs)
+    .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
+    .args(codec_args)
+    .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"])
+    .args(["-movflags", "frag_keyframe+empty_moov+default_base_moof"])
+    .arg(&src);
     run(&mut cmd);
     let data = std::fs::read(&src).unwrap();
     let (init, fragments) = split_boxes(&data);
     let record = find_record(&init);
 
-    let tb = run(Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0"]).args([
-        "-show_entries",
-        "stream=time_base",
-        "-of",
-        "csv=p=0",
-    ]).arg(&src));
+    let tb = run(Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=time_base", "-of", "csv=p=0"])
+        .arg(&src));
     let tb = String::from_utf8(tb).unwrap();
     let timescale: u32 = tb.trim().strip_prefix("1/").unwrap().parse().unwrap();
-    let frames = run(Command::new("ffprobe").args(["-v", "error", "-select_streams", "v:0"]).args([
-        "-show_entries",
-        "frame=pts,pict_type",
-        "-of",
-        "csv=p=0",
-    ]).arg(&src));
+    let frames = run(Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "frame=pts,pict_type", "-of", "csv=p=0"])
+        .arg(&src));
     let frames: Vec<(i64, char)> = String::from_utf8(frames)
         .unwrap()
         .lines()
@@ -185,7 +212,7 @@ fn find_record(init: &[u8]) -> Bytes {
 
 // --- pictures ------------------------------------------------------------------
 
-/// A decoded picture, RGB24.
+/// A decoded picture: RGB24, or 8-bit luma only (`GRAY`).
 struct Rgb {
     w: u32,
     h: u32,
@@ -195,24 +222,54 @@ struct Rgb {
 /// ffmpeg's own decode of frame `n` (presentation order) of `src`, scaled
 /// to `w`×`h`.
 fn reference(src: &Path, n: usize, w: u32, h: u32) -> Rgb {
+    reference_as(src, n, w, h, RGB)
+}
+
+const RGB: &str = "rgb24";
+const GRAY: &str = "gray";
+
+fn bytes_per_pixel(pix_fmt: &str) -> u32 {
+    if pix_fmt == GRAY {
+        1
+    } else {
+        3
+    }
+}
+
+fn reference_as(src: &Path, n: usize, w: u32, h: u32, pix_fmt: &str) -> Rgb {
     let px = run(Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-i"])
         .arg(src)
         .arg("-vf")
         .arg(format!("select=eq(n\\,{n}),scale={w}:{h}"))
         .args(["-fps_mode", "passthrough", "-frames:v", "1"])
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]));
-    assert_eq!(px.len(), (w * h * 3) as usize, "reference frame {n}");
+        .args(["-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]));
+    assert_eq!(
+        px.len(),
+        (w * h * bytes_per_pixel(pix_fmt)) as usize,
+        "reference frame {n}"
+    );
     Rgb { w, h, px }
 }
 
 /// The thumbnail decoded by ffmpeg.
 fn decode_jpeg(jpeg: &[u8]) -> Rgb {
+    decode_jpeg_as(jpeg, RGB)
+}
+
+fn decode_jpeg_as(jpeg: &[u8], pix_fmt: &str) -> Rgb {
     assert!(jpeg.starts_with(&[0xFF, 0xD8]), "not a JPEG");
     let path = fixtures().join(format!("thumb-{:?}.jpg", std::thread::current().id()));
     std::fs::write(&path, jpeg).unwrap();
     let dims = run(Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(&path));
     let dims = String::from_utf8(dims).unwrap();
     let (w, h) = dims.trim().split_once(',').unwrap();
@@ -220,22 +277,21 @@ fn decode_jpeg(jpeg: &[u8]) -> Rgb {
     let px = run(Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-i"])
         .arg(&path)
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]));
-    assert_eq!(px.len(), (w * h * 3) as usize);
+        .args(["-f", "rawvideo", "-pix_fmt", pix_fmt, "pipe:1"]));
+    assert_eq!(px.len(), (w * h * bytes_per_pixel(pix_fmt)) as usize);
     Rgb { w, h, px }
 }
 
 fn psnr(a: &Rgb, b: &Rgb) -> f64 {
     assert_eq!((a.w, a.h), (b.w, b.h));
-    let se: f64 = a
-        .px
-        .iter()
-        .zip(&b.px)
-        .map(|(&x, &y)| {
-            let d = f64::from(x) - f64::from(y);
-            d * d
-        })
-        .sum();
+    let se: f64 =
+        a.px.iter()
+            .zip(&b.px)
+            .map(|(&x, &y)| {
+                let d = f64::from(x) - f64::from(y);
+                d * d
+            })
+            .sum();
     let mse = se / a.px.len() as f64;
     if mse == 0.0 {
         return 99.0;
@@ -247,7 +303,6 @@ fn psnr(a: &Rgb, b: &Rgb) -> f64 {
 /// against ffmpeg's frame `n`, and at least 5 dB lower against each
 /// neighbour.
 fn assert_frame(clip: &Clip, jpeg: &[u8], n: usize, what: &str) {
-    std::fs::write(format!("/tmp/thumb/dbg-{n}.jpg"), jpeg).unwrap();
     let got = decode_jpeg(jpeg);
     let right = psnr(&got, &reference(&clip.src, n, got.w, got.h));
     let mut line = format!("{what}: frame {n}: {right:.1} dB");
@@ -260,11 +315,6 @@ fn assert_frame(clip: &Clip, jpeg: &[u8], n: usize, what: &str) {
         }
     }
     eprintln!("{line}");
-}
-
-/// Index (presentation order, whole clip) of the frame with `pts`.
-fn frame_index(clip: &Clip, pts: i64) -> usize {
-    clip.frames.iter().position(|f| f.0 == pts).unwrap()
 }
 
 fn pieces(clip: &Clip, fragments: &[usize]) -> Vec<Bytes> {
@@ -301,6 +351,49 @@ fn h264_picks_the_frame_shown_at_the_time_including_b_frames() {
         let jpeg = thumbnail(ThumbnailInput::new(&input), &at(clip, t)).unwrap();
         assert_frame(clip, &jpeg, n, &format!("h264 {what} (t={t})"));
     }
+}
+
+#[test]
+fn latest_picture_of_a_live_segment() {
+    let clip = h264();
+    let input = pieces(clip, &[0, 1]);
+    let (t, timescale) = last_frame_time(ThumbnailInput::new(&input)).unwrap();
+    assert_eq!((t, timescale), (clip.frames[99].0, clip.timescale));
+    let jpeg = thumbnail(
+        ThumbnailInput::new(&input),
+        &ThumbnailRequest::at(t, timescale),
+    )
+    .unwrap();
+    assert_frame(clip, &jpeg, 99, "latest picture");
+}
+
+/// An init segment that also describes an audio track (and fragments that
+/// carry it): the audio goes nowhere, the picture is still right.
+#[test]
+fn an_audio_track_beside_the_video_is_ignored() {
+    let clip = make_clip_with(
+        "h264-aac",
+        Path::new("ffmpeg"),
+        "320x180",
+        4,
+        &["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"],
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "3",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
+    );
+    assert!(clip.init.windows(4).any(|w| w == b"soun"));
+    let input = pieces(&clip, &[1]);
+    let b = (51..100).find(|&n| clip.frames[n].1 == 'B').unwrap();
+    let jpeg = thumbnail(ThumbnailInput::new(&input), &at(&clip, clip.frames[b].0)).unwrap();
+    assert_frame(&clip, &jpeg, b, "h264 with an audio track, B-frame");
 }
 
 #[test]
@@ -390,11 +483,17 @@ fn scaling_keeps_the_aspect_ratio() {
         (Some(1280), Some(100), (178, 100)),
     ] {
         let jpeg = thumbnail(ThumbnailInput::new(&input), &sized(w, h)).unwrap();
-        let got = decode_jpeg(&jpeg);
+        // Luma only: at these sizes JPEG's halved chroma resolution on
+        // testsrc2's saturated bars would dominate an RGB comparison.
+        let got = decode_jpeg_as(&jpeg, GRAY);
         assert_eq!((got.w, got.h), want, "asked {w:?}x{h:?}");
-        let right = psnr(&got, &reference(&clip.src, n, got.w, got.h));
-        eprintln!("scaled {}x{}: {right:.1} dB against ffmpeg's scale", got.w, got.h);
-        assert!(right > 25.0, "scaled {want:?}: {right:.1} dB");
+        let right = psnr(&got, &reference_as(&clip.src, n, got.w, got.h, GRAY));
+        let wrong = psnr(&got, &reference_as(&clip.src, n + 1, got.w, got.h, GRAY));
+        eprintln!(
+            "scaled {}x{}: luma {right:.1} dB against ffmpeg's scale of frame {n}, {wrong:.1} dB of the next",
+            got.w, got.h
+        );
+        assert!(right > 30.0 && wrong < right - 3.0, "scaled {want:?}");
     }
     // Quality changes the size of the JPEG.
     let small = ThumbnailRequest {
@@ -407,7 +506,12 @@ fn scaling_keeps_the_aspect_ratio() {
     };
     let small = thumbnail(ThumbnailInput::new(&input), &small).unwrap();
     let big = thumbnail(ThumbnailInput::new(&input), &big).unwrap();
-    assert!(small.len() * 2 < big.len(), "{} vs {}", small.len(), big.len());
+    assert!(
+        small.len() * 2 < big.len(),
+        "{} vs {}",
+        small.len(),
+        big.len()
+    );
     // Absurd sizes are refused.
     for (w, h) in [(Some(0), None), (Some(100_000), None), (None, Some(5000))] {
         assert!(matches!(
@@ -433,7 +537,11 @@ fn past_the_end_and_bad_input_are_errors() {
     );
 
     // Garbage bytes: refused before any pipeline.
-    let garbage: Vec<Bytes> = vec![Bytes::from((0..5000u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>())];
+    let garbage: Vec<Bytes> = vec![Bytes::from(
+        (0..5000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )];
     assert!(matches!(
         thumbnail(ThumbnailInput::new(&garbage), &at(clip, 0)),
         Err(ThumbnailError::Input(_))
@@ -459,7 +567,10 @@ fn past_the_end_and_bad_input_are_errors() {
     assert!(
         matches!(
             err,
-            ThumbnailError::Failed { .. } | ThumbnailError::NoFrame
+            ThumbnailError::Failed {
+                stage: Stage::Decode,
+                ..
+            }
         ),
         "{err:?}"
     );
@@ -482,6 +593,41 @@ fn past_the_end_and_bad_input_are_errors() {
     assert!(started.elapsed() < vela_transcode::TIME_LIMIT + std::time::Duration::from_secs(2));
 }
 
+#[test]
+fn the_time_limit_ends_the_job_and_names_the_stage() {
+    let clip = h264();
+    let input = pieces(clip, &[1]);
+    // A limit already spent when the pipeline starts: the first wait ends it
+    // (a limit of a few milliseconds would race the decoder).
+    let limit = std::time::Duration::ZERO;
+    assert_eq!(
+        thumbnail_within(
+            ThumbnailInput::new(&input),
+            &at(clip, clip.frames[60].0),
+            limit
+        ),
+        Err(ThumbnailError::Timeout {
+            stage: Stage::Decode,
+            after: limit
+        })
+    );
+    // The same input within the default limit is fine.
+    assert!(thumbnail(ThumbnailInput::new(&input), &at(clip, clip.frames[60].0)).is_ok());
+}
+
+/// CPU time of this process so far (all threads: GStreamer's included),
+/// from /proc/self/stat at the kernel's clock-tick resolution (10 ms). On a
+/// busy machine it says more than the wall time.
+fn process_cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    std::time::Duration::from_millis(ticks * 10)
+}
+
 /// The cost of one thumbnail from a 1080p 2 s segment (50 frames, B-frames):
 /// printed, not asserted. Run with `--nocapture` to see it.
 #[test]
@@ -491,11 +637,30 @@ fn timing_1080p_two_second_segment() {
         Path::new("ffmpeg"),
         "1920x1080",
         2,
-        &["-c:v", "libx264", "-preset", "veryfast", "-bf", "3"],
+        // Tagged: untagged HD is BT.709 to GStreamer but BT.601 to ffmpeg.
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "3",
+            "-colorspace",
+            "bt709",
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+        ],
     );
     let input = pieces(&clip, &[0]);
     let mut report = Vec::new();
     for (what, n, width) in [
+        (
+            "first call in the process (loads the plugins), first frame",
+            0,
+            None,
+        ),
         ("first frame, full size", 0, None),
         ("middle frame, full size", 25, None),
         ("last frame, full size", 49, None),
@@ -506,12 +671,20 @@ fn timing_1080p_two_second_segment() {
             ..at(&clip, clip.frames[n].0)
         };
         let started = Instant::now();
+        let cpu_before = process_cpu();
         let jpeg = thumbnail(ThumbnailInput::new(&input), &req).unwrap();
         let took = started.elapsed();
-        report.push(format!("{what}: {took:?} ({} bytes)", jpeg.len()));
+        let cpu = process_cpu() - cpu_before;
+        report.push(format!(
+            "{what}: {took:.0?} wall, {cpu:.0?} CPU ({} bytes)",
+            jpeg.len()
+        ));
         if n == 49 && width.is_none() {
             assert_frame(&clip, &jpeg, n, "1080p last frame");
         }
     }
-    eprintln!("1080p 2 s segment thumbnail timings:\n  {}", report.join("\n  "));
+    eprintln!(
+        "1080p 2 s segment thumbnail timings:\n  {}",
+        report.join("\n  ")
+    );
 }

@@ -13,9 +13,9 @@
 //!   dropped: the index keeps, per segment and track, a cursor into each table
 //!   (entry index, position in a run, file offset of the first sample) and the
 //!   tables' file positions. A fragment re-reads only its own slice of each
-//!   table from the file ([`fragment`]), so the index of a 2-hour asset stays
+//!   table from the file (`fragment.rs`), so the index of a 2-hour asset stays
 //!   in the hundreds of kilobytes ([`MediaIndex::heap_size`]).
-//! * Segmentation ([`plan`]): one list of cut times shared by every track, on
+//! * Segmentation (`plan.rs`): one list of cut times shared by every track, on
 //!   the first video track's keyframes (a segment starts at the first keyframe
 //!   at least 0.9 x the target after the segment's start, as the live
 //!   packager does), or every `target` seconds for audio-only files. Every
@@ -33,10 +33,10 @@
 
 pub mod cache;
 mod error;
-pub mod fragment;
+mod fragment;
 mod index;
 mod moov;
-pub mod plan;
+mod plan;
 mod read;
 mod scan;
 mod tables;
@@ -50,6 +50,8 @@ mod tests;
 
 pub use cache::{FragmentCache, FragmentKey, IndexCache};
 pub use error::VodError;
+pub use fragment::MAX_FRAGMENT_PAYLOAD;
 pub use index::{IndexOptions, MediaIndex, SegmentInfo, TrackInfo};
 pub use moov::EditShift;
+pub use plan::{MAX_SAMPLES, MAX_SEGMENTS};
 pub use read::ReadAt;

@@ -248,7 +248,8 @@ fn parse_trak(
             kind: "mdhd",
         });
     }
-    let language_code = language_code(&mdhd.language);
+    let language = mdhd_language(&ctx.buf[mdhd_box.body..mdhd_box.end], &mdhd.language);
+    let language_code = language_code(&language);
     let extended_language = match ctx.find(&mdia, b"elng")? {
         Some(b) => parse_elng(&ctx.buf[b.body..b.end]),
         None => None,
@@ -275,7 +276,7 @@ fn parse_trak(
         id: track,
         timescale: mdhd.timescale,
         config,
-        language: mdhd.language.clone(),
+        language,
         language_code,
         extended_language,
         edit,
@@ -329,6 +330,39 @@ fn edit_shift(
         }
     }
     Ok(EditShift::default())
+}
+
+/// QuickTime's Macintosh language codes (`mdhd` values below 0x400), as
+/// ISO 639-2/T; "" where there is none.
+const MAC_LANGUAGES: [&str; 95] = [
+    "eng", "fra", "deu", "ita", "nld", "swe", "spa", "dan", "por", "nor", "heb", "jpn", "ara",
+    "fin", "ell", "isl", "mlt", "tur", "hrv", "zho", "urd", "hin", "tha", "kor", "lit", "pol",
+    "hun", "est", "lav", "sme", "fao", "fas", "rus", "zho", "nld", "gle", "sqi", "ron", "ces",
+    "slk", "slv", "yid", "srp", "mkd", "bul", "ukr", "bel", "uzb", "kaz", "aze", "aze", "hye",
+    "kat", "ron", "kir", "tgk", "tuk", "mon", "mon", "pus", "kur", "kas", "snd", "bod", "nep",
+    "san", "mar", "ben", "asm", "guj", "pan", "ori", "mal", "kan", "tam", "tel", "sin", "mya",
+    "khm", "lao", "vie", "ind", "tgl", "msa", "msa", "amh", "tir", "orm", "som", "swa", "kin",
+    "run", "nya", "mlg", "epo",
+];
+
+/// The track's language: ISO 639-2/T packed in `mdhd`, or a QuickTime
+/// Macintosh code; "und" when unset or unreadable.
+fn mdhd_language(body: &[u8], decoded: &str) -> String {
+    let at = if body.first() == Some(&1) {
+        4 + 28
+    } else {
+        4 + 16
+    };
+    let raw = match body.get(at..at + 2) {
+        Some(b) => u16::from_be_bytes([b[0], b[1]]),
+        None => return "und".into(),
+    };
+    if raw < 0x400 {
+        let code = MAC_LANGUAGES.get(usize::from(raw)).copied().unwrap_or("");
+        return if code.is_empty() { "und" } else { code }.into();
+    }
+    let ok = decoded.len() == 3 && decoded.bytes().all(|c| c.is_ascii_lowercase());
+    if ok { decoded } else { "und" }.into()
 }
 
 /// Packs an ISO 639-2/T code as `mdhd` stores it.
@@ -631,6 +665,20 @@ mod tests {
         assert_eq!(language_code("und"), 0x55c4);
         assert_eq!(language_code("eng"), 0x15c7);
         assert_eq!(language_code("x"), 0x55c4);
+    }
+
+    #[test]
+    fn quicktime_language_codes() {
+        let mut body = vec![0u8; 24];
+        assert_eq!(mdhd_language(&body, "```"), "eng");
+        body[21] = 1;
+        assert_eq!(mdhd_language(&body, ""), "fra");
+        body[20] = 0x03;
+        body[21] = 0xff; // 1023: no Macintosh language
+        assert_eq!(mdhd_language(&body, ""), "und");
+        body[20..22].copy_from_slice(&0x15c7u16.to_be_bytes());
+        assert_eq!(mdhd_language(&body, "eng"), "eng");
+        assert_eq!(mdhd_language(&body[..10], "eng"), "und");
     }
 
     #[test]

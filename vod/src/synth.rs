@@ -23,6 +23,8 @@ pub struct SynthTrack {
     /// (empty edit in movie ticks, media time)
     pub edit: Option<(u64, u64)>,
     pub co64: bool,
+    /// Write `stsz` with one size for every sample (no table).
+    pub uniform_size: bool,
 }
 
 impl SynthTrack {
@@ -44,6 +46,7 @@ impl SynthTrack {
             language: "und",
             edit: Some((0, 1024)),
             co64: false,
+            uniform_size: false,
         }
     }
 
@@ -60,6 +63,7 @@ impl SynthTrack {
             language,
             edit: Some((0, 1024)),
             co64: true,
+            uniform_size: false,
         }
     }
 
@@ -288,10 +292,15 @@ fn write_trak(w: &mut BoxWriter, t: &SynthTrack, chunks: &[u64]) {
     }
     w.end();
     w.begin_full(b"stsz", 0, 0);
-    put32(w, 0);
-    put32(w, n);
-    for &s in &t.sizes {
-        put32(w, s);
+    if t.uniform_size {
+        put32(w, t.sizes[0]);
+        put32(w, n);
+    } else {
+        put32(w, 0);
+        put32(w, n);
+        for &s in &t.sizes {
+            put32(w, s);
+        }
     }
     w.end();
     if t.co64 {

@@ -262,3 +262,30 @@ fn changed_file_gives_an_error_not_a_panic() {
     // File truncated after indexing.
     assert!(ix.fragment(&file[..file.len() / 2], 1, 2).is_err());
 }
+
+#[test]
+fn billions_of_empty_samples_are_refused_not_walked() {
+    // One stsz size (1 byte) and counts patched to 2^31: a few bytes claim
+    // more samples than the walk accepts, refused by count before walking
+    // (chunk offsets that repeat could otherwise keep such a walk in bounds).
+    let mut a = SynthTrack::audio(1, 10, "eng");
+    a.sizes = vec![1; 10];
+    a.uniform_size = true;
+    a.chunk_len = 10;
+    let mut f = materialize(&build(&[a], true));
+    let huge = 0x8000_0000u32.to_be_bytes();
+    patch(&mut f, b"stts", 8, &huge);
+    patch(&mut f, b"stsz", 8, &huge);
+    patch(&mut f, b"stsc", 12, &huge);
+    let e = open(&f).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            VodError::TooLarge {
+                what: "sample count",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}

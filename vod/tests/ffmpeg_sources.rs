@@ -418,3 +418,65 @@ fn fuzz_entry_on_mutations_of_a_real_file() {
         vela_vod::fuzzing::mp4_index(&m);
     }
 }
+
+#[test]
+fn quicktime_mov() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make(
+        "ffmpeg",
+        dir.path(),
+        "clip.mov",
+        &["-c:v", "libx264", "-bf", "3", "-preset", "veryfast"],
+        &["eng"],
+        &[],
+    );
+    check_source(
+        &src,
+        dir.path(),
+        &Expect {
+            codec: "h264",
+            languages: &["eng"],
+        },
+    );
+}
+
+/// A real 2-hour file (tiny picture, same sample counts as 1080p30 + 48 kHz
+/// AAC: 216k video and 337.5k audio samples). Ignored by default: encoding
+/// it takes a minute or two of CPU. `cargo test --release -p vela-vod --test
+/// ffmpeg_sources -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn two_hour_real_file_index_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("2h.mp4");
+    run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=64x36:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=sample_rate=48000"])
+        .args([
+            "-t",
+            "7200",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "3",
+        ])
+        .args(["-g", "60", "-c:a", "aac", "-b:a", "32k"])
+        .arg(&path));
+    let file = File::open(&path).unwrap();
+    let ix = MediaIndex::open(&file, &IndexOptions::default()).unwrap();
+    let counts: Vec<u32> = ix.tracks().map(|t| t.sample_count).collect();
+    println!(
+        "real 2-hour file: samples {counts:?}, {} segments, index heap size {} bytes",
+        ix.segment_count(),
+        ix.heap_size()
+    );
+    assert_eq!(counts[0], 216_000);
+    assert!(ix.heap_size() <= 1 << 20);
+    let last = ix.segment_count() - 1;
+    for t in ix.tracks() {
+        ix.fragment(&file, t.id(), last).unwrap();
+    }
+}
