@@ -439,15 +439,23 @@ export function makeWatch({ diagnostics, stallLimitS, pollMs, resumeLimitS = Inf
 }
 
 /**
- * Prints a suite's table (latency medians, stalls, errors) under `title` and
- * writes `{ at, ...extra, results }` as JSON to `out`.
+ * Prints a suite's table under `title` and writes `{ at, ...extra, results }`
+ * as JSON to `out`. The columns are latency medians, stalls and errors, or
+ * `columns`: `[header, width, (result) => text]` after the case name.
  */
-export function reportResults(title, results, out, extra = {}) {
+export function reportResults(title, results, out, extra = {}, columns = null) {
   if (!results.length) return;
   console.log(title);
-  console.log('case                                   reported   derived    stalls  errors(fatal/other)');
-  for (const r of results) {
-    console.log(`${r.case.padEnd(38)} ${fmt(r.reported_median)}  ${fmt(r.derived_median)}  ${String(r.stalls).padStart(4)}    ${r.fatal_errors}/${r.nonfatal_errors}`);
+  if (columns) {
+    console.log(['case'.padEnd(38), ...columns.map(([h, w]) => h.padStart(w))].join(' '));
+    for (const r of results) {
+      console.log([r.case.padEnd(38), ...columns.map(([, w, f]) => String(f(r)).padStart(w))].join(' '));
+    }
+  } else {
+    console.log('case                                   reported   derived    stalls  errors(fatal/other)');
+    for (const r of results) {
+      console.log(`${r.case.padEnd(38)} ${fmt(r.reported_median)}  ${fmt(r.derived_median)}  ${String(r.stalls).padStart(4)}    ${r.fatal_errors}/${r.nonfatal_errors}`);
+    }
   }
   try {
     fs.mkdirSync(path.dirname(out), { recursive: true });
@@ -456,4 +464,175 @@ export function reportResults(title, results, out, extra = {}) {
   } catch (e) {
     console.log(`cannot write ${out}: ${e.message}`);
   }
+}
+
+// ---------------------------------------------------------------------------
+// Stored media (VOD): a source file, the control plane API, the upload
+// ---------------------------------------------------------------------------
+
+/**
+ * Makes an MP4 with ffmpeg (Debian's 5.1; VELA_FFMPEG overrides): lavfi
+ * testsrc2 and one sine per entry of `languages` (an audio stream each,
+ * tagged with that language), x264 with B-frames (`-bf 3`) and a closed GOP of
+ * `gop` frames, AAC, the moov box at the end (ffmpeg's default, no faststart).
+ * Returns the file's path; fails with ffmpeg's output.
+ */
+export function makeSourceMp4(workDir, name, {
+  seconds = 60, size = '640x360', fps = 25, gop = 50, languages = ['eng'],
+} = {}) {
+  const out = path.join(workDir, `${name}.mp4`);
+  const args = ['-hide_banner', '-nostdin', '-loglevel', 'error', '-y',
+    '-f', 'lavfi', '-i', `testsrc2=size=${size}:rate=${fps}`];
+  languages.forEach((_, i) => args.push('-f', 'lavfi', '-i', `sine=frequency=${440 + 220 * i}:sample_rate=48000`));
+  args.push('-t', String(seconds), '-map', '0:v');
+  languages.forEach((_, i) => args.push('-map', `${i + 1}:a`));
+  args.push('-c:v', 'libx264', '-preset', 'veryfast', '-profile:v', 'high', '-pix_fmt', 'yuv420p',
+    '-bf', '3', '-g', String(gop), '-keyint_min', String(gop), '-sc_threshold', '0', '-b:v', '800k',
+    '-c:a', 'aac', '-b:a', '96k', '-ar', '48000', '-ac', '2');
+  languages.forEach((lang, i) => args.push(`-metadata:s:a:${i}`, `language=${lang}`));
+  args.push(out);
+  fs.writeFileSync(path.join(workDir, `${name}.cmd`), `ffmpeg ${args.join(' ')}\n`);
+  const r = spawnSync(process.env.VELA_FFMPEG || 'ffmpeg', args, { encoding: 'utf8', timeout: 180_000 });
+  if (r.status !== 0) {
+    throw new Error(`ffmpeg could not make ${out} (${r.status ?? r.signal ?? r.error}):\n${r.stderr}`);
+  }
+  return out;
+}
+
+/** The duration (s) ffprobe gives for a file's container. */
+export function probeDuration(file) {
+  const r = spawnSync(process.env.VELA_FFPROBE || 'ffprobe',
+    ['-v', 'error', '-show_entries', 'format=duration', '-of', 'default=nw=1:nk=1', file],
+    { encoding: 'utf8', timeout: 30_000 });
+  const d = Number((r.stdout || '').trim());
+  if (r.status !== 0 || !isFinite(d)) throw new Error(`ffprobe ${file}: ${r.status} ${r.stderr}`);
+  return d;
+}
+
+/**
+ * The control plane API of a running vela (`/api/v1`), as the admin of
+ * partner 1 (the secret vela writes to DATA/admin-secret).
+ */
+export class Api {
+  constructor(vela) {
+    this.vela = vela;
+    this.token = null;
+  }
+
+  /** `method path` with a JSON body or raw bytes; fails unless 2xx. */
+  async call(method, p, { json, body, contentType, auth = true } = {}) {
+    const headers = {};
+    if (auth) headers.authorization = `Bearer ${await this.adminToken()}`;
+    if (json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(json);
+    } else if (contentType) {
+      headers['content-type'] = contentType;
+    }
+    const r = await fetch(`${this.vela.http}/api/v1${p}`, { method, headers, body });
+    const text = await r.text();
+    let j = null;
+    try {
+      j = text ? JSON.parse(text) : null;
+    } catch (_) { /* not JSON: reported below */ }
+    assert.ok(r.status >= 200 && r.status < 300, `${method} /api/v1${p} answered ${r.status}: ${text.slice(0, 500)}`);
+    return j;
+  }
+
+  async adminToken() {
+    if (!this.token) {
+      const secret = fs.readFileSync(path.join(this.vela.data, 'admin-secret'), 'utf8').trim();
+      const s = await this.call('POST', '/sessions',
+        { json: { partner_id: 1, secret, role: 'admin', expiry_s: 3600 }, auth: false });
+      this.token = s.token;
+    }
+    return this.token;
+  }
+
+  /**
+   * Creates a media entry, uploads `file` as its content and waits (bounded)
+   * until the entry is `ready`; fails on `error` with its reason. Returns the
+   * entry.
+   */
+  async uploadMedia(name, file) {
+    const entry = await this.call('POST', '/entries', { json: { type: 'media', name } });
+    assert.equal(entry.status, 'pending', `a new media entry: ${JSON.stringify(entry)}`);
+    await this.call('PUT', `/entries/${entry.id}/content`, { body: fs.readFileSync(file), contentType: 'video/mp4' });
+    let last = null;
+    await poll(`entry ${entry.id} to be ready`, 300, 200, async () => {
+      last = await this.call('GET', `/entries/${entry.id}`);
+      if (last.status === 'error') throw new Error(`entry ${entry.id} went to error: ${JSON.stringify(last)}\n--- vela log ---\n${this.vela.logTail()}`);
+      return last.status === 'ready';
+    }, async () => `last: ${JSON.stringify(last)}\n--- vela log ---\n${this.vela.logTail()}`);
+    return last;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A player page in Chromium, with the requests it makes to vela
+// ---------------------------------------------------------------------------
+
+/**
+ * Opens index.html with one pane: `spec` ("player:format") on the manifest
+ * under `base` (…/live/STREAM or …/vod/ENTRY), `params` added to the page's
+ * query (e.g. `{ vod: 1 }`). Records the browser's console and the pane's
+ * requests to `velaHttp` (`requests`, `httpErrors` for >= 400 and failures).
+ * The returned pane has `snap()` (its stats), `evaluate(f, arg)` and `close()`.
+ */
+export async function openPlayerPage(browser, staticUrl, { spec, base, velaHttp, params = {} }) {
+  const c = { spec, base, console: [], requests: [], httpErrors: [] };
+  c.page = await browser.newPage();
+  c.page.on('console', (m) => {
+    c.console.push(`${m.type()}: ${m.text().slice(0, 500)}`);
+    if (c.console.length > 500) c.console.splice(0, 100);
+  });
+  c.page.on('pageerror', (e) => c.console.push(`pageerror: ${e.message}`));
+  c.page.on('response', (r) => {
+    const url = r.url();
+    if (!velaHttp || !url.startsWith(velaHttp)) return;
+    const e = { method: r.request().method(), path: url.slice(velaHttp.length), status: r.status() };
+    if (c.requests.length < 5000) c.requests.push(e);
+    if (e.status >= 400 && c.httpErrors.length < 50) c.httpErrors.push(e);
+  });
+  c.page.on('requestfailed', (r) => {
+    if (velaHttp && r.url().startsWith(velaHttp) && c.httpErrors.length < 50) {
+      c.httpErrors.push({ method: r.method(), path: r.url().slice(velaHttp.length), status: 0, failure: r.failure() && r.failure().errorText });
+    }
+  });
+  const q = new URLSearchParams({ hideform: '1', stream: base, panes: spec, ...params });
+  const url = `${staticUrl}/index.html?${q}`;
+  await c.page.goto(url, { waitUntil: 'load', timeout: 30_000 });
+  const n = await c.page.evaluate(() => (window.vela ? window.vela.panes.length : 0));
+  assert.equal(n, 1, `the player page did not start its pane (${url})\n${c.console.join('\n')}`);
+  c.snap = async () => (await c.page.evaluate(() => window.vela.snapshot()))[0];
+  c.evaluate = (f, arg) => c.page.evaluate(f, arg);
+  c.close = async () => {
+    try {
+      await c.page.evaluate(() => window.vela && window.vela.stop());
+    } catch (_) { /* page gone */ }
+    await c.page.close().catch(() => {});
+  };
+  return c;
+}
+
+/**
+ * What to print when a pane's case fails: the player's state and events,
+ * the browser's console, the failed and last requests to vela, `urls`
+ * fetched again (manifests), and `logs` ({ name: text }).
+ */
+export async function paneDiagnostics(c, s, { urls = [], logs = {} } = {}) {
+  const parts = [];
+  if (s) {
+    parts.push(`--- player state ---\n${JSON.stringify({ ...s, events: undefined, latency: (s.latency || []).slice(-6), nonFatal: (s.nonFatal || []).slice(-10) }, null, 1)}`);
+    parts.push(`--- player events (last 60) ---\n${(s.events || []).slice(-60).join('\n')}`);
+  }
+  if (c.console.length) parts.push(`--- browser console (last 40) ---\n${c.console.slice(-40).join('\n')}`);
+  if (c.httpErrors.length) parts.push(`--- failed requests to vela ---\n${c.httpErrors.map((e) => JSON.stringify(e)).join('\n')}`);
+  if (c.requests.length) parts.push(`--- requests to vela (last 30) ---\n${c.requests.slice(-30).map((e) => `${e.status} ${e.method} ${e.path}`).join('\n')}`);
+  for (const u of urls) {
+    const r = await get(u, 3000);
+    parts.push(`--- GET ${u} -> ${r.status} ${r.error || ''} ---\n${r.text.slice(0, 4000)}`);
+  }
+  for (const [name, text] of Object.entries(logs)) parts.push(`--- ${name} ---\n${text}`);
+  return parts.join('\n');
 }

@@ -39,6 +39,11 @@
     return v ? JSON.parse(v) : null;
   }
 
+  // ?vod=1: stored media (/vod/ENTRY/). The players keep their default
+  // settings (no low-latency mode set by the page); seeks are counted apart
+  // from stalls (see Pane.seek).
+  const VOD = new URLSearchParams(location.search).get('vod') === '1';
+
   function errText(e) {
     if (e == null) return String(e);
     if (typeof e === 'string') return e;
@@ -89,6 +94,12 @@
         keySystem: null,
         encryptedEvents: 0,
         keysLoaded: 0,
+        // VOD: the media element's duration, and the seeks asked of the pane
+        // ({to, from, resumedAt (currentTime when playback resumed),
+        // resumedAfterS (wall time from the seek to the resumption)}).
+        duration: null,
+        seeks: [],
+        seekPending: false,
       };
       this._waitingAt = null;
       this._lastCt = null;
@@ -96,6 +107,7 @@
       this._lastTick = null;
       this._freezeUncertain = false;
       this._timers = [];
+      this._seekAt = null;
     }
 
     log(msg) {
@@ -130,7 +142,8 @@
       const st = this.stats;
       v.addEventListener('waiting', () => {
         st.waitingCount++;
-        if (st.playing && this._waitingAt == null) this._waitingAt = now();
+        // The wait for data after a seek is not a stall (it ends the seek).
+        if (st.playing && !st.seekPending && this._waitingAt == null) this._waitingAt = now();
         this.log(`waiting ct=${v.currentTime.toFixed(3)} buffered ${this.bufferedText()}`);
       });
       v.addEventListener('playing', () => {
@@ -205,6 +218,7 @@
       st.ended = v.ended;
       st.bufferedEnd = v.buffered.length ? v.buffered.end(v.buffered.length - 1) : null;
       st.playbackRate = v.playbackRate;
+      st.duration = isFinite(v.duration) ? v.duration : null;
       st.ongoingStall = this._waitingAt != null ? (t - this._waitingAt) / 1000 : 0;
       st.frozenFor = st.playing && this._lastAdvanceAt != null ? (t - this._lastAdvanceAt) / 1000 : 0;
       if (this._lastTick != null && t - this._lastTick > 400) {
@@ -230,6 +244,23 @@
         return;
       }
       const dt = ct - this._lastCt;
+      if (st.seekPending) {
+        // Until playback resumes after a seek, the wait is the seek's; it
+        // resumes when currentTime advances by playback (or playback ends).
+        const seek = st.seeks[st.seeks.length - 1];
+        if ((dt > 0 && dt < 1.0 && !v.seeking && !v.paused) || v.ended) {
+          st.seekPending = false;
+          seek.resumedAt = +this._lastCt.toFixed(3);
+          seek.resumedAfterS = +((t - this._seekAt) / 1000).toFixed(3);
+          this.log(`seek to ${seek.to} resumed at ct=${this._lastCt.toFixed(3)} after ${seek.resumedAfterS} s`);
+          if (dt > 0) st.mediaPlayed += dt;
+        }
+        this._waitingAt = null;
+        this._lastAdvanceAt = t;
+        this._freezeUncertain = false;
+        this._lastCt = ct;
+        return;
+      }
       if (dt > 0) {
         if (dt > 1.0) {
           // A jump (the player seeking, e.g. to the live edge or over a gap):
@@ -291,8 +322,9 @@
         throw new Error('hls.js: MSE not supported');
       }
       this.stats.supported = true;
-      // Low-latency mode is hls.js's default; said explicitly.
-      const hls = new Hls({ lowLatencyMode: true, ...(jsonParam('hlsjs') || {}) });
+      // Low-latency mode is hls.js's default; said explicitly (live). VOD:
+      // the defaults as they are.
+      const hls = new Hls({ ...(VOD ? {} : { lowLatencyMode: true }), ...(jsonParam('hlsjs') || {}) });
       window.__hls = hls;
       hls.on(Hls.Events.ERROR, (_ev, data) => {
         const e = {
@@ -331,6 +363,7 @@
       return {
         obj: hls,
         reportedLatency: () => hls.latency,
+        audioTracks: () => hls.audioTracks.map((t) => t.lang || t.name),
         derivedLatency: () => {
           const d = hls.playingDate;
           return d ? (Date.now() - d.getTime()) / 1000 : null;
@@ -390,6 +423,8 @@
       const mss = this.format === 'mss';
       return {
         obj: player,
+        seek: (to) => player.seek(to),
+        audioTracks: () => (player.getTracksFor('audio') || []).map((t) => t.lang || t.id),
         reportedLatency: () => {
           const l = player.getCurrentLiveLatency();
           // dash.js's Smooth Streaming parser sets availabilityStartTime to
@@ -442,7 +477,7 @@
       this.stats.supported = true;
       const player = new shaka.Player();
       window.__shaka = player;
-      player.configure({ streaming: { lowLatencyMode: true } });
+      if (!VOD) player.configure({ streaming: { lowLatencyMode: true } });
       // Experiments: ?shaka={"manifest":{"dash":{"autoCorrectDrift":false}}}
       const extra = jsonParam('shaka');
       if (extra) player.configure(extra);
@@ -467,6 +502,7 @@
       return {
         obj: player,
         reportedLatency: () => player.getStats().liveLatency,
+        audioTracks: () => player.getAudioLanguages(),
         bufferedInfo: () => player.getBufferedInfo(),
         derivedLatency: () => {
           // With ?anchor=MS (the MPD's availabilityStartTime, for DASH):
@@ -479,6 +515,22 @@
         },
         destroy: () => player.destroy(),
       };
+    }
+
+    /**
+     * Seeks to `to` seconds as a viewer does: dash.js through its API (it
+     * also follows the element's `seeking`), hls.js and Shaka by setting the
+     * media element's currentTime, which they follow.
+     */
+    seek(to) {
+      const st = this.stats;
+      st.seeks.push({ to, from: +this.video.currentTime.toFixed(3), resumedAt: null, resumedAfterS: null });
+      st.seekPending = true;
+      this._seekAt = now();
+      this._waitingAt = null;
+      this.log(`seek requested from ct=${this.video.currentTime.toFixed(3)} to ${to}`);
+      if (this.impl && this.impl.seek) this.impl.seek(to);
+      else this.video.currentTime = to;
     }
 
     snapshot() {
@@ -548,6 +600,13 @@
     },
     stop() {
       this.panes.forEach((p) => p.stop());
+    },
+    seek(to) {
+      this.panes.forEach((p) => p.seek(to));
+    },
+    // The audio tracks (languages) each pane's player offers.
+    audioTracks() {
+      return this.panes.map((p) => (p.impl && p.impl.audioTracks ? p.impl.audioTracks() : null));
     },
     codecSupport() {
       const ms = window.MediaSource;
