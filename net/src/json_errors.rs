@@ -56,7 +56,7 @@ pub fn describe(status: u16) -> (&'static str, &'static str, &'static str) {
         502 => ("bad_gateway", "bad gateway"),
         503 => ("unavailable", "the server is busy; retry later"),
         504 => ("gateway_timeout", "an upstream did not answer in time"),
-        400..=499 => ("client_error", "the request was refused"),
+        402..=499 => ("client_error", "the request was refused"),
         _ => ("server_error", "the server could not answer"),
     };
     (reason, code, message)
