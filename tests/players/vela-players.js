@@ -502,7 +502,7 @@
       return {
         obj: player,
         reportedLatency: () => player.getStats().liveLatency,
-        audioTracks: () => player.getAudioLanguages(),
+        audioTracks: () => (player.getAudioTracks ? player.getAudioTracks() : []).map((t) => t.language),
         bufferedInfo: () => player.getBufferedInfo(),
         derivedLatency: () => {
           // With ?anchor=MS (the MPD's availabilityStartTime, for DASH):
