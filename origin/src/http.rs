@@ -382,10 +382,7 @@ async fn manifest_mpd(
     )?;
     let s = stream(&state, &name)?;
     wait_for_media(&state, &s, FirstMedia::Part).await?;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| is_plain_host(h));
+    let host = request_host(&headers);
     let policy = policy_of(&state, &name);
     // One snapshot for the protection and the listing: with key rotation,
     // a segment begun in between could open a key period the protection
@@ -615,7 +612,16 @@ async fn clearkey_license(
 }
 
 /// A Host header fit to be written into a URL.
-pub(crate) fn is_plain_host(h: &str) -> bool {
+/// The request's `Host`, when it is a plain host name (for absolute URLs
+/// written into an MPD).
+pub(crate) fn request_host(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_plain_host(h))
+}
+
+fn is_plain_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() < 256
         && h.bytes()

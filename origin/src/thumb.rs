@@ -203,9 +203,9 @@ async fn vod_thumb(
     let src = asset.clone();
     let rid = r.id.clone();
     let pieces = tokio::task::spawn_blocking(move || -> Option<Vec<Bytes>> {
-        let mut pieces = vec![src.init_bytes(&rid)?];
+        let mut pieces = vec![MediaSource::init(&*src, &rid, 0)?];
         for msn in msns {
-            pieces.extend(src.segment_bytes(&rid, msn)?);
+            pieces.extend(MediaSource::segment(&*src, &rid, msn)?);
         }
         Some(pieces)
     })

@@ -39,7 +39,7 @@ use vela_vod::cache::FileKey;
 use vela_vod::{FragmentCache, FragmentKey, IndexCache, IndexOptions, MediaIndex, VodError};
 
 use crate::http::{
-    authorize, encrypt_failed, is_plain_host, not_modified, parse_file, token_prefix, token_query,
+    authorize, encrypt_failed, not_modified, parse_file, request_host, token_prefix, token_query,
     OriginError, OriginResult,
 };
 use crate::metrics;
@@ -265,14 +265,6 @@ impl Asset {
             },
             || self.index.fragment(&self.file, track_id, n),
         )
-    }
-
-    pub(crate) fn init_bytes(&self, rid: &str) -> Option<Bytes> {
-        MediaSource::init(self, rid, 0)
-    }
-
-    pub(crate) fn segment_bytes(&self, rid: &str, msn: u64) -> Option<Vec<Bytes>> {
-        MediaSource::segment(self, rid, msn)
     }
 }
 
@@ -517,12 +509,7 @@ async fn manifest_mpd(
     let token = crate::access::query_token(query.as_deref());
     check(&state, &entry, token)?;
     let asset = state.asset(&entry).await?;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| is_plain_host(h))
-        .unwrap_or("localhost")
-        .to_string();
+    let host = request_host(&headers).unwrap_or("localhost").to_string();
     let protection = match Encryption::of(&state, &entry, &asset) {
         Some(enc) if enc.policy.dash != DashMode::None => {
             let license = format!("http://{host}/drm/clearkey/license{}", token_query(token));
