@@ -414,6 +414,19 @@ describe('cbcs DASH (dash = "cbcs")', { concurrency: 1 }, () => {
   // SAMPLE-AES key with KEYFORMAT="identity" to ClearKey with the key from
   // the key URI. (hls.js cannot play it: its MP4 demuxer does not decrypt
   // SAMPLE-AES, and KEYFORMAT="identity" is not an EME key system to it.)
+  //
+  // Known intermittent failure (about 1 run in 7 of this describe on a
+  // CPU-starved 2-core machine, none seen unloaded): a freeze of just over 1 s
+  // that Shaka's stall detector ends (event 'shaka stall detected', a 0.1 s
+  // skip), with media buffered past the playhead and every part served 200
+  // in time. SourceBuffer traces of such runs show Shaka calling abort() and
+  // re-setting an unchanged timestampOffset before appending a part in the
+  // middle of a GOP (its `seeked`/`adaptation` path after its start-up seek
+  // and gap jumps); Chromium then drops that part's video frames up to the
+  // next keyframe (video buffered [29.001-29.334,30.001-…] although parts
+  // 14.4 and 14.5 were fetched and appended), which leaves holes that the gap
+  // jumper seeks over. The key periods and the server are not in that chain.
+  // Not yet understood: why playback then stops with media buffered.
   test('Shaka Player plays SAMPLE-AES HLS (cbcs, KEYFORMAT="identity") with ClearKey', { timeout: 240_000 }, async () => {
     assert.ok(g.eme.cbcs.ok, `Chromium's ClearKey CDM refuses cbcs: ${g.eme.cbcs.error}`);
     const pl = await get(`${srv.vela.streamBase(srv.key)}/v1/index.m3u8`);

@@ -160,6 +160,12 @@
         this.fatal({ source: 'video', code: e && e.code, message: e && e.message });
       });
       v.addEventListener('seeking', () => this.log(`seeking to ${v.currentTime.toFixed(3)}`));
+      // A decoder blocked on a key it does not have (EME): the element stops
+      // with media buffered, which reads as a freeze, not a 'waiting' stall.
+      v.addEventListener('waitingforkey', () => {
+        st.waitingForKey = (st.waitingForKey || 0) + 1;
+        this.log(`waitingforkey ct=${v.currentTime.toFixed(3)} buffered ${this.bufferedText()}`);
+      });
       v.addEventListener('encrypted', (e) => {
         st.encryptedEvents++;
         if (st.encryptedEvents <= 3) this.log(`encrypted initDataType=${e.initDataType} (${e.initData ? e.initData.byteLength : 0} bytes)`);
@@ -488,6 +494,9 @@
         else this.nonFatal(info);
       });
       player.addEventListener('buffering', (ev) => this.log(`shaka buffering=${ev.buffering}`));
+      // Shaka's stall detector: playback stuck for streaming.stallThreshold
+      // (1 s) with media buffered ahead; it nudges the playhead forward.
+      player.addEventListener('stalldetected', () => this.log(`shaka stall detected ct=${this.video.currentTime.toFixed(3)} buffered ${this.bufferedText()}`));
       const load = async () => {
         await player.attach(this.video);
         await player.load(this.url);
