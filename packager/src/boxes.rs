@@ -189,10 +189,7 @@ fn write_trak(w: &mut BoxWriter, track: &Track) {
     w.end();
     w.end();
     w.begin(b"stbl");
-    w.begin_full(b"stsd", 0, 0);
-    w.put_u32(1);
-    write_sample_entry(w, track);
-    w.end();
+    write_stsd(w, track);
     for fourcc in [b"stts", b"stsc", b"stco"] {
         w.begin_full(fourcc, 0, 0);
         w.put_u32(0);
@@ -206,6 +203,16 @@ fn write_trak(w: &mut BoxWriter, track: &Track) {
     w.end(); // minf
     w.end(); // mdia
     w.end(); // trak
+}
+
+/// Writes the `stsd` box (one sample entry: `avc1`/`hvc1`/`av01` with its
+/// decoder configuration record, or `mp4a` with its `esds`) for a track, as
+/// init segments carry it; progressive MP4 writers (the recorder) reuse it.
+pub fn write_stsd(w: &mut BoxWriter, track: &Track) {
+    w.begin_full(b"stsd", 0, 0);
+    w.put_u32(1);
+    write_sample_entry(w, track);
+    w.end();
 }
 
 fn write_sample_entry(w: &mut BoxWriter, track: &Track) {

@@ -1,5 +1,6 @@
-//! Fuzz entry points (cargo-fuzz target `mp4_index`), also driven on stable by
-//! seeded mutations in the tests.
+//! Fuzz entry points (cargo-fuzz targets `mp4_index` and
+//! `recording_journal`), also driven on stable by seeded mutations in the
+//! tests.
 
 use std::time::Duration;
 
@@ -26,6 +27,40 @@ pub fn mp4_index(data: &[u8]) {
             }
         }
     }
+}
+
+/// A recording journal after a crash (cargo-fuzz target
+/// `recording_journal`): the first 8 bytes are the media file's length
+/// (big-endian), the rest the journal. Recovers the piece; when that works
+/// and it has samples, finishes it, lays the finished file out (sample data
+/// as zeros, when small enough) and indexes it. Errors are fine; panics are
+/// not.
+pub fn recording_journal(data: &[u8]) {
+    use crate::record::{is_finished_mp4, RecordingWriter};
+    let (len, journal) = data.split_at(data.len().min(8));
+    let mut be = [0u8; 8];
+    be[..len.len()].copy_from_slice(len);
+    let media_len = u64::from_be_bytes(be);
+    let Ok(w) = RecordingWriter::recover(journal, media_len) else {
+        return;
+    };
+    let Ok(fin) = w.finish() else {
+        assert_eq!(w.samples(), 0);
+        return;
+    };
+    assert!(fin.body_end() <= media_len);
+    assert_eq!(fin.body_end(), w.bytes());
+    if fin.media_len > 4 << 20 {
+        return;
+    }
+    let mut file = w.media_head().to_vec();
+    file.resize(fin.body_end() as usize, 0);
+    file.extend_from_slice(&fin.moov);
+    let at = fin.mdat_size_at as usize;
+    file[at..at + 8].copy_from_slice(&fin.mdat_size);
+    assert!(is_finished_mp4(&file, file.len() as u64));
+    assert!(crate::scan::find_moov(&file[..]).is_ok());
+    mp4_index(&file);
 }
 
 /// A seeded xorshift64* for stable mutation tests.

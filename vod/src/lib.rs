@@ -30,6 +30,9 @@
 //!   parse and plan are pure functions of bytes.
 //! * [`cache`]: a byte-bounded LRU of indexes (keyed by path, size and mtime)
 //!   and one of built fragments.
+//! * [`record`]: the sans-IO recorder that writes a live stream as a
+//!   progressive MP4 (moov at the end) with a crash-recovery journal, so a
+//!   recording becomes a stored file this crate plays.
 
 pub mod cache;
 mod error;
@@ -38,6 +41,7 @@ mod index;
 mod moov;
 mod plan;
 mod read;
+pub mod record;
 mod scan;
 mod tables;
 
