@@ -97,7 +97,7 @@ pub struct Finish {
 impl Finish {
     /// Where the `moov` goes: the media file's length before it.
     pub fn body_end(&self) -> u64 {
-        self.media_len - self.moov.len() as u64
+        self.media_len.saturating_sub(self.moov.len() as u64)
     }
 }
 
@@ -142,5 +142,6 @@ pub fn is_finished_mp4(head: &[u8], file_len: u64) -> bool {
     size >= 16
         && (m as u64)
             .checked_add(size)
-            .is_some_and(|end| end + 8 <= file_len)
+            .and_then(|end| end.checked_add(8))
+            .is_some_and(|end| end <= file_len)
 }

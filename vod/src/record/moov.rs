@@ -214,7 +214,7 @@ pub fn build_moov(logs: &[TrackLog], lead: usize) -> Result<Bytes, RecordError> 
             // The edit covers the track's presentation span from its start.
             let start = first.dts.saturating_add(media_time as i64);
             let span = log.presentation_end().saturating_sub(start).max(0) as u64;
-            let movie_duration = empty + rescale_up(span, ts, movie_ts);
+            let movie_duration = empty.saturating_add(rescale_up(span, ts, movie_ts));
             Plan {
                 log,
                 edit,

@@ -209,6 +209,8 @@ fn video_and_audio_round_trip() {
     let file = files.finished(&fin);
     assert!(is_finished_mp4(&file, file.len() as u64));
     assert!(!is_finished_mp4(&files.media, files.media.len() as u64));
+    assert!(!is_finished_mp4(&file[..20], file.len() as u64));
+    assert!(!is_finished_mp4(&file, fin.body_end()));
 
     let tracks = read_back(&file);
     assert_eq!(tracks.len(), 2);
@@ -349,6 +351,8 @@ fn track_set_changes() {
         w.push(&MediaEvent::Tracks(Arc::new(t))).unwrap(),
         Push::NeedsNewPiece
     );
+    let twice = MediaEvent::Tracks(Arc::new(vec![h264_track(), h264_track()]));
+    assert_eq!(w.push(&twice).unwrap(), Push::NeedsNewPiece);
     let audio_only = MediaEvent::Tracks(Arc::new(vec![aac_track()]));
     assert_eq!(w.push(&audio_only).unwrap(), Push::NeedsNewPiece);
     assert_eq!(w.push(&MediaEvent::End).unwrap(), Push::Ignored);

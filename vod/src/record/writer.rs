@@ -212,7 +212,11 @@ impl RecordingWriter {
                         self.logs
                             .iter()
                             .any(|l| l.track.id == t.id && same_entry(&l.track, t))
-                    });
+                    })
+                    && self
+                        .logs
+                        .iter()
+                        .all(|l| set.iter().any(|t| t.id == l.track.id));
                 Ok(if same {
                     Push::Ignored
                 } else {
@@ -268,8 +272,10 @@ impl RecordingWriter {
             return Ok(Push::NeedsNewPiece);
         }
         let is_video = self.logs[k].is_video();
-        let (shifts, min_next) = match &self.shifts {
-            Some(s) => (s.clone(), None),
+        // The shift and floor for this frame; a new anchoring is committed
+        // only if the frame is taken.
+        let (shift, floor, anchored) = match &self.shifts {
+            Some(s) => (s[k], self.min_next[k], None),
             None => {
                 if k != self.lead || (is_video && !f.keyframe) {
                     return Ok(Push::Ignored);
@@ -281,10 +287,9 @@ impl RecordingWriter {
                         shift: self.logs[self.lead].end(),
                     });
                 };
-                (s, Some(m))
+                (s[k], m[k], Some((s, m)))
             }
         };
-        let shift = shifts[k];
         let dts = f.dts.checked_add(shift).filter(|d| *d < MAX_TIME).ok_or(
             RecordError::TimeOverflow {
                 track: f.track_id,
@@ -292,14 +297,13 @@ impl RecordingWriter {
                 shift,
             },
         )?;
-        let floor = min_next.as_ref().map_or(self.min_next[k], |m| m[k]);
         if dts < floor {
             // Before the piece's start, an overlap after a discontinuity, or
             // a decode time that does not increase.
             return Ok(Push::Ignored);
         }
         if let Some(last) = self.logs[k].samples.last() {
-            let ticks = (dts - last.dts) as u64;
+            let ticks = dts.abs_diff(last.dts);
             if ticks > u64::from(u32::MAX) {
                 return Err(RecordError::TimestampJump {
                     track: f.track_id,
@@ -308,8 +312,8 @@ impl RecordingWriter {
             }
         }
         // Accepted: commit the anchoring, then the sample.
-        if let Some(m) = min_next {
-            self.shifts = Some(shifts);
+        if let Some((s, m)) = anchored {
+            self.shifts = Some(s);
             self.min_next = m;
         }
         let mut flags = 0;
