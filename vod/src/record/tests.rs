@@ -561,7 +561,12 @@ fn journal_mutations_do_not_panic() {
     let (_, files, _) = session();
     let mut rng = crate::fuzzing::Rng::new(0x5eed_00ec);
     let media_len = files.media.len() as u64;
-    for i in 0..3000u64 {
+    // VELA_REC_FUZZ_ITERS runs a longer campaign by hand.
+    let iters = std::env::var("VELA_REC_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000u64);
+    for i in 0..iters {
         let m = crate::fuzzing::mutate(&files.journal, &mut rng);
         let len = match i % 3 {
             0 => media_len,
@@ -575,4 +580,98 @@ fn journal_mutations_do_not_panic() {
     let mut input = media_len.to_be_bytes().to_vec();
     input.extend_from_slice(&files.journal);
     crate::fuzzing::recording_journal(&input);
+}
+
+#[test]
+fn records_with_valid_crcs_but_bad_fields_end_the_journal() {
+    let (_, files, _) = session();
+    let header_end = decode_header(&files.journal).unwrap().1;
+    let first = Record::decode(
+        files.journal[header_end..][..RECORD_LEN]
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let good = |dts: i64| Record {
+        dts,
+        size: 10,
+        ..first
+    };
+    let bad = [
+        Record {
+            track: 9,
+            ..good(1)
+        },
+        Record {
+            size: MAX_SAMPLE_SIZE as u32 + 1,
+            ..good(1)
+        },
+        good(-1),
+        good(0),          // does not increase
+        good(1i64 << 40), // jump past 32 bits
+        good(i64::MAX),   // out of range
+        Record {
+            size: u32::MAX,
+            ..good(1)
+        }, // past the media file
+    ];
+    for b in bad {
+        let mut j = files.journal[..header_end].to_vec();
+        j.extend_from_slice(&good(0).encode());
+        j.extend_from_slice(&b.encode());
+        j.extend_from_slice(&good(3000).encode());
+        let w = RecordingWriter::recover(&j, 1 << 20).unwrap();
+        assert_eq!(w.samples(), 1, "{b:?}");
+        let fin = w.finish().unwrap();
+        assert_eq!(fin.body_end(), w.media_head().len() as u64 + 10);
+    }
+}
+
+#[test]
+fn random_valid_records_always_give_an_indexable_file() {
+    let (_, files, _) = session();
+    let header_end = decode_header(&files.journal).unwrap().1;
+    let mut rng = crate::fuzzing::Rng::new(0x0dd_ba11);
+    let mut finished = 0;
+    for _ in 0..400 {
+        let mut j = files.journal[..header_end].to_vec();
+        let mut dts = [0i64; 2];
+        for _ in 0..rng.below(60) {
+            let track = rng.below(3) as u8; // 2: an unknown track
+            let t = usize::from(track.min(1));
+            // Mostly increasing, sometimes not.
+            dts[t] += rng.below(5000) as i64 - 500;
+            let r = Record {
+                track,
+                flags: rng.below(4) as u8,
+                size: rng.below(300) as u32,
+                dts: dts[t],
+                cts_offset: rng.below(20000) as i32 - 5000,
+            };
+            j.extend_from_slice(&r.encode());
+        }
+        let media_len = rng.below(8000) as u64;
+        let mut input = media_len.to_be_bytes().to_vec();
+        input.extend_from_slice(&j);
+        crate::fuzzing::recording_journal(&input);
+        let Ok(w) = RecordingWriter::recover(&j, media_len) else {
+            continue;
+        };
+        let Ok(fin) = w.finish() else { continue };
+        let media = Files {
+            media: vec![0; fin.body_end() as usize],
+            journal: Vec::new(),
+        };
+        let mut file = media.finished(&fin);
+        file[..w.media_head().len()].copy_from_slice(&w.media_head());
+        let file = Files {
+            media: file[..fin.body_end() as usize].to_vec(),
+            journal: Vec::new(),
+        }
+        .finished(&fin);
+        let n: usize = read_back(&file).iter().map(|t| t.samples.len()).sum();
+        assert_eq!(n as u64, w.samples());
+        finished += 1;
+    }
+    assert!(finished > 200, "{finished} of 400 journals gave a file");
 }
