@@ -24,8 +24,6 @@ pub enum RecordError {
     UnknownTrack(u32),
     #[error("track {track}: decode time {dts} plus the timeline shift {shift} overflows")]
     TimeOverflow { track: u32, dts: i64, shift: i64 },
-    #[error("track {track}: a {ticks}-tick jump between two samples does not fit in stts")]
-    TimestampJump { track: u32, ticks: u64 },
     #[error("no samples recorded: nothing to finish")]
     NoSamples,
     #[error("journal at byte {at}: {reason}")]

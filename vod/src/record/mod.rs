@@ -109,8 +109,10 @@ pub enum Push {
     /// Nothing to write (a discontinuity, an unchanged track set, `End`, a
     /// frame before the first keyframe or overlapping the timeline).
     Ignored,
-    /// The track set changed (or the piece is full): finish this piece, start
-    /// another with the new tracks, and push the event again there.
+    /// The track set changed, the piece is full ([`MAX_PIECE_SAMPLES`]), or a
+    /// track's timestamps jumped further than a 32-bit sample duration holds:
+    /// finish this piece, start another (with the new tracks), and push the
+    /// event again there.
     NeedsNewPiece,
 }
 

@@ -303,12 +303,10 @@ impl RecordingWriter {
             return Ok(Push::Ignored);
         }
         if let Some(last) = self.logs[k].samples.last() {
-            let ticks = dts.abs_diff(last.dts);
-            if ticks > u64::from(u32::MAX) {
-                return Err(RecordError::TimestampJump {
-                    track: f.track_id,
-                    ticks,
-                });
+            // A gap that a 32-bit `stts` delta cannot hold (13 h at 90 kHz):
+            // this piece ends here, the next one starts its own timeline.
+            if dts.abs_diff(last.dts) > u64::from(u32::MAX) {
+                return Ok(Push::NeedsNewPiece);
             }
         }
         // Accepted: commit the anchoring, then the sample.
