@@ -35,6 +35,10 @@ pub struct FileConfig {
     pub playback: PlaybackConfig,
     #[serde(default)]
     pub vod: VodConfig,
+    #[serde(default)]
+    pub storage: crate::recording::StorageConfig,
+    #[serde(default)]
+    pub recording: crate::recording::RecordingSettings,
 }
 
 /// Stored media (uploads and on-the-fly packaging).

@@ -8,6 +8,7 @@ mod config;
 mod control;
 mod limits;
 mod media;
+mod recording;
 mod serve;
 
 use std::path::PathBuf;

@@ -40,6 +40,8 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
     file.live.validate()?;
     file.limits.validate()?;
     file.vod.validate()?;
+    file.storage.validate()?;
+    file.recording.validate()?;
     if let Some(drm) = &file.drm {
         drm.validate()?;
     }
@@ -155,6 +157,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         None => None,
     };
 
+    let shared_store = crate::recording::media_store(&s.data, &s.file.storage)
+        .await
+        .context("[storage]")?;
     let host_of = |a: SocketAddr| {
         if a.ip().is_unspecified() {
             "localhost".to_string()
@@ -182,6 +187,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         media: vela_control_plane::content::MediaConfig {
             max_upload_bytes: s.file.vod.max_upload_bytes,
             inspector: Some(crate::media::inspector(vod_limits_index(&s.file.vod))),
+            store: shared_store,
             ..Default::default()
         },
     })
@@ -193,6 +199,24 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         DEFAULT_CAPACITY,
         Duration::from_secs_f64(live_config.reconnect_grace_s),
     );
+    let recordings = vela_origin::record::Recordings::attach(
+        &hub,
+        Arc::new(crate::recording::EntryRecordings {
+            cp: cp.clone(),
+            settings: s.file.recording.clone(),
+        }),
+        s.file.recording.config(&s.data),
+    );
+    {
+        let recordings = recordings.clone();
+        tokio::spawn(async move {
+            let n = recordings.recover().await;
+            if n > 0 {
+                tracing::info!(recordings = n, "recordings left by a stopped server are ready");
+            }
+        });
+    }
+    cp.spawn_retention(Duration::from_secs(30));
     let entry_settings = EntrySettings::default();
     let settings_cfg = live_config.clone();
     let per_entry = entry_settings.clone();
@@ -305,8 +329,12 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             "some RTMP connections did not close in time"
         );
     }
-    // Let the packagers take in the streams' ends before HTTP stops.
+    // Let the packagers take in the streams' ends before HTTP stops, and the
+    // recorders finish their pieces (what does not finish is recovered at the next start).
     tokio::time::sleep(Duration::from_millis(100)).await;
+    if !recordings.wait_idle(Duration::from_secs(4)).await {
+        tracing::warn!("some recordings were still finishing at shutdown; they complete at the next start");
+    }
     let _ = stop_tx.send(true);
     // Open requests (blocked playlist reloads, streamed segments) get a few
     // seconds; INTERFACE.md promises exit within 10 s.

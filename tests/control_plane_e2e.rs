@@ -6,6 +6,8 @@
 //! Self-contained (a tiny blocking HTTP/1.1 client; free loopback ports; bounded polls).
 //! PostgreSQL comes from `scripts/pg-test-server` (or `VELA_TEST_PG_URL`).
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -304,54 +306,9 @@ fn key_mode_publish_with_live_entry_key() {
     let _ = ff.kill();
 }
 
-fn pg_url() -> (String, Option<String>) {
-    if let Ok(u) = std::env::var("VELA_TEST_PG_URL") {
-        return (u, None);
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-test-server");
-    let out = Command::new("bash")
-        .arg(script)
-        .arg("start")
-        .arg("--owner-pid")
-        .arg(std::process::id().to_string())
-        .output()
-        .expect("scripts/pg-test-server");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let url = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
-    (url, None)
-}
-
 #[test]
 fn two_nodes_on_one_postgres() {
-    let (server, _) = pg_url();
-    // A database of its own on that server.
-    let name = format!("vela_e2e_{}", std::process::id());
-    let psql = Command::new("psql")
-        .arg(&server)
-        .args([
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .expect("psql");
-    assert!(
-        psql.status.success(),
-        "{}",
-        String::from_utf8_lossy(&psql.stderr)
-    );
-    let url = format!("{}/{name}", server.rsplit_once('/').unwrap().0);
+    let url = common::pg_database("e2e");
 
     let a = Vela::start("node-a", Some(&url));
     let b = Vela::start("node-b", Some(&url));

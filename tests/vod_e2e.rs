@@ -14,44 +14,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
-fn api(
-    server: &Server,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
-    if let Some(a) = &auth {
-        headers.push(("Authorization", a));
-    }
-    let body = body.map(|b| b.to_string());
-    let r = http_request_with_body(
-        method,
-        &server.url(path),
-        &headers,
-        body.as_deref().map(str::as_bytes),
-        Duration::from_secs(60),
-    )
-    .unwrap_or_else(|e| server.fail(format!("{method} {path}: {e}")));
-    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    (r.status, v)
-}
-
-fn admin_token(server: &Server) -> String {
-    let secret = std::fs::read_to_string(server.data.join("admin-secret")).expect("admin-secret");
-    let (s, v) = api(
-        server,
-        "POST",
-        "/api/v1/sessions",
-        None,
-        Some(json!({"partner_id":1,"secret":secret.trim(),"role":"admin","expiry_s":3600})),
-    );
-    assert_eq!(s, 200, "{v}");
-    v["token"].as_str().unwrap().to_string()
-}
-
 /// Creates a media entry and uploads `file` as its content; returns the
 /// entry id and the upload's status and body.
 fn upload(server: &Server, token: &str, file: &Path) -> (String, u16, Value) {
@@ -83,28 +45,6 @@ fn upload(server: &Server, token: &str, file: &Path) -> (String, u16, Value) {
     .unwrap_or_else(|e| server.fail(format!("upload: {e}")));
     let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
     (id, r.status, v)
-}
-
-fn wait_ready(server: &Server, token: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, e) = api(
-            server,
-            "GET",
-            &format!("/api/v1/entries/{id}"),
-            Some(token),
-            None,
-        );
-        match e["status"].as_str() {
-            Some("ready") => return e,
-            Some("error") => server.fail(format!("entry {id} failed: {e}")),
-            _ => {}
-        }
-        if Instant::now() > deadline {
-            server.fail(format!("entry {id} never became ready: {e}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn ffmpeg_make(dir: &Path, name: &str, args: &[&str]) -> PathBuf {

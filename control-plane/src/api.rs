@@ -332,6 +332,18 @@ pub struct Entry {
     pub publish: Option<PublishUrls>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub playback: Option<PlaybackUrls>,
+    /// Recorded media entries: the live entry they were recorded from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_entry_id: Option<String>,
+    /// Live entries that record: the media entry of their latest recording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_entry_id: Option<String>,
+    /// When the entry and its content are deleted (retention), unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Media entries with content: bytes stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<i64>,
 }
 
 impl Entry {
@@ -387,6 +399,10 @@ impl Entry {
                     mss: format!("{http}/{base}/{}/Manifest", e.id),
                 }
             }),
+            source_entry_id: e.source_entry_id.clone(),
+            recorded_entry_id: e.recorded_entry_id.clone(),
+            expires_at: e.expires_at,
+            stored_bytes: e.stored_bytes,
         }
     }
 }
@@ -450,6 +466,9 @@ pub struct EntryPatch {
     /// media entries only: `pending` or `ready`.
     #[schema(pattern = "^(pending|ready)$")]
     pub status: Option<String>,
+    /// Retention: unix seconds when the entry and its content are deleted; 0 clears it.
+    #[schema(minimum = 0)]
+    pub expires_at: Option<i64>,
 }
 
 /// Listing filters, order and paging.
@@ -941,6 +960,10 @@ pub async fn create_entry(
         status_reason: None,
         media: None,
         content_name: None,
+        source_entry_id: None,
+        recorded_entry_id: None,
+        expires_at: None,
+        stored_bytes: None,
     };
     let mut tries = 0;
     loop {
@@ -1064,6 +1087,14 @@ pub async fn patch_entry(
             ));
         }
         e.status = s;
+    }
+    if let Some(at) = p.expires_at {
+        if !(0..=253_402_300_799).contains(&at) {
+            return Err(ApiError::Validation(
+                "expires_at: unix seconds (0 clears the retention)".into(),
+            ));
+        }
+        e.expires_at = (at > 0).then_some(at);
     }
     e.updated_at = now_s();
     cp.cache_forget(id);
@@ -1694,13 +1725,14 @@ impl Modify for BearerScheme {
         crate::upload::put_content,
         search, create_category, list_categories, get_category, patch_category, delete_category,
         create_profile, list_profiles, get_profile, patch_profile, delete_profile,
-        create_playback_token
+        create_playback_token, crate::recording::get_usage
     ),
     components(schemas(ErrorBody, Entry, EntryCreate, EntryPatch, EntryList, SearchResults, SearchHit,
         SessionCreate, SessionToken, PartnerCreate, Partner, PartnerList, Category, CategoryCreate,
         CategoryPatch, CategoryList, ConversionProfile, FlavorParams, ProfileCreate, ProfilePatch,
         ProfileList, Drm, EntryType, Role, PublishUrls, PlaybackUrls, PlaybackTokenCreate,
-        PlaybackToken, MediaInfo, TrackInfo, TrackKind, crate::upload::ContentBody)),
+        PlaybackToken, MediaInfo, TrackInfo, TrackKind, crate::upload::ContentBody,
+        crate::recording::Usage)),
     modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
@@ -1740,6 +1772,7 @@ pub fn router(cp: ControlPlane) -> Router {
             put(crate::upload::put_content).layer(DefaultBodyLimit::disable()),
         )
         .route("/search", get(search))
+        .route("/usage", get(crate::recording::get_usage))
         .route("/playback-tokens", post(create_playback_token))
         .route("/categories", post(create_category).get(list_categories))
         .route(

@@ -93,6 +93,14 @@ pub struct EntryRow {
     pub media: Option<MediaInfo>,
     /// The content's file name in the media store (`source.mp4`); `None` without content.
     pub content_name: Option<String>,
+    /// A recorded media entry: the live entry it was recorded from.
+    pub source_entry_id: Option<String>,
+    /// A live entry: its latest recording (a media entry).
+    pub recorded_entry_id: Option<String>,
+    /// When the entry (and its content) is deleted, unix seconds (retention).
+    pub expires_at: Option<i64>,
+    /// Bytes of the entry's stored content.
+    pub stored_bytes: Option<i64>,
 }
 
 /// A category (node of the partner's category tree).
@@ -186,7 +194,8 @@ impl EntryOrder {
 
 const ENTRY_COLS: &str = "id, partner_id, kind, name, description, tags, categories, metadata, \
     status, duration_s, thumbnail_url, stream_key_hash, stream_key_sealed, recording, dvr_window_s, \
-    conversion_profile_id, drm, created_at, updated_at, status_reason, media, content_name";
+    conversion_profile_id, drm, created_at, updated_at, status_reason, media, content_name, \
+    source_entry_id, recorded_entry_id, expires_at, stored_bytes";
 
 /// The repository: a pool and the backend it talks to.
 #[derive(Debug, Clone)]
@@ -208,6 +217,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "media_content",
         include_str!("../migrations/sqlite_0002_media_content.sql"),
         include_str!("../migrations/postgres_0002_media_content.sql"),
+    ),
+    (
+        3,
+        "recording",
+        include_str!("../migrations/sqlite_0003_recording.sql"),
+        include_str!("../migrations/postgres_0003_recording.sql"),
     ),
 ];
 
@@ -492,6 +507,10 @@ impl Db {
                 .transpose()
                 .map_err(corrupt)?,
             content_name: r.try_get("content_name")?,
+            source_entry_id: r.try_get("source_entry_id")?,
+            recorded_entry_id: r.try_get("recorded_entry_id")?,
+            expires_at: r.try_get("expires_at")?,
+            stored_bytes: r.try_get("stored_bytes")?,
         })
     }
 
@@ -545,13 +564,18 @@ impl Db {
             .bind(&e.status_reason)
             .bind(e.media.as_ref().map(media_json))
             .bind(&e.content_name)
+            .bind(&e.source_entry_id)
+            .bind(&e.recorded_entry_id)
+            .bind(e.expires_at)
+            .bind(e.stored_bytes)
     }
 
     pub async fn insert_entry(&self, e: &EntryRow) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "INSERT INTO entries ({ENTRY_COLS}) VALUES \
-             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)"
+             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,\
+             $23,$24,$25,$26)"
         );
         Self::bind_entry(sqlx::query(&sql), e)
             .execute(&mut *tx)
@@ -568,7 +592,8 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         let sql = format!(
             "INSERT INTO entries ({ENTRY_COLS}) VALUES \
-             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)"
+             ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,\
+             $23,$24,$25,$26)"
         );
         for e in es {
             Self::bind_entry(sqlx::query(&sql), e)
@@ -588,8 +613,8 @@ impl Db {
         let r = sqlx::query(
             "UPDATE entries SET name=$1, description=$2, tags=$3, categories=$4, metadata=$5, \
              status=$6, duration_s=$7, thumbnail_url=$8, stream_key_hash=$9, stream_key_sealed=$10, \
-             recording=$11, dvr_window_s=$12, conversion_profile_id=$13, drm=$14, updated_at=$15 \
-             WHERE id=$16 AND partner_id=$17",
+             recording=$11, dvr_window_s=$12, conversion_profile_id=$13, drm=$14, updated_at=$15, \
+             expires_at=$16 WHERE id=$17 AND partner_id=$18",
         )
         .bind(&e.name)
         .bind(&e.description)
@@ -606,6 +631,7 @@ impl Db {
         .bind(e.conversion_profile_id)
         .bind(serde_json::to_string(&e.drm).unwrap_or_else(|_| "{}".into()))
         .bind(e.updated_at)
+        .bind(e.expires_at)
         .bind(&e.id)
         .bind(e.partner_id)
         .execute(&mut *tx)
@@ -683,13 +709,14 @@ impl Db {
         id: &str,
         content_name: &str,
         media: Option<&MediaInfo>,
+        stored_bytes: u64,
         now: i64,
     ) -> Result<bool, DbError> {
         let duration = media.map(|m| m.duration_s).filter(|d| *d > 0.0);
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "UPDATE entries SET status = 'ready', status_reason = NULL, content_name = $1, \
-             media = $2, duration_s = COALESCE($3, duration_s), updated_at = $4 \
+             media = $2, duration_s = COALESCE($3, duration_s), updated_at = $4, stored_bytes = $7 \
              WHERE id = $5 AND partner_id = $6 AND kind = 'media'",
         )
         .bind(content_name)
@@ -698,6 +725,7 @@ impl Db {
         .bind(now)
         .bind(id)
         .bind(partner_id)
+        .bind(i64::try_from(stored_bytes).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
@@ -737,6 +765,86 @@ impl Db {
         }
         tx.commit().await?;
         Ok(ids)
+    }
+
+    /// Links live entry `live_id` to its latest recording `media_id`.
+    pub async fn set_recorded_entry(
+        &self,
+        live_id: &str,
+        media_id: &str,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT partner_id FROM entries WHERE id = $1 AND kind = 'live'")
+            .bind(live_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(false) };
+        let partner: i64 = row.try_get(0)?;
+        sqlx::query("UPDATE entries SET recorded_entry_id = $1, updated_at = $2 WHERE id = $3")
+            .bind(media_id)
+            .bind(now)
+            .bind(live_id)
+            .execute(&mut *tx)
+            .await?;
+        self.log_change(&mut tx, live_id, partner, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Sets (or clears) when an entry expires.
+    pub async fn set_expiry(
+        &self,
+        partner_id: i64,
+        id: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE entries SET expires_at = $1, updated_at = $2 WHERE id = $3 AND partner_id = $4",
+        )
+        .bind(expires_at)
+        .bind(now)
+        .bind(id)
+        .bind(partner_id)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        self.log_change(&mut tx, id, partner_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// (partner, id) of entries whose retention has passed at `now`, at most `limit`.
+    pub async fn expired_entries(&self, now: i64, limit: i64) -> Result<Vec<(i64, String)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT partner_id, id FROM entries WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Stored content per partner: (partner, entries with content, bytes).
+    pub async fn usage_by_partner(&self) -> Result<Vec<(i64, i64, i64)>, DbError> {
+        let rows = sqlx::query(
+            "SELECT partner_id, CAST(COUNT(stored_bytes) AS BIGINT), \
+             CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT) FROM entries \
+             WHERE stored_bytes IS NOT NULL GROUP BY partner_id ORDER BY partner_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
     }
 
     pub async fn delete_entry(&self, partner_id: i64, id: &str, now: i64) -> Result<bool, DbError> {

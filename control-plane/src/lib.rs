@@ -16,6 +16,7 @@ pub mod auth;
 pub mod content;
 pub mod db;
 pub mod error;
+pub mod recording;
 pub mod search;
 pub mod storage;
 pub mod upload;

@@ -88,6 +88,28 @@ pub trait MediaStore: Send + Sync + 'static {
         name: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Stages a complete local file (a finished recording) as content of `entry_id`: moved
+    /// when it is on the store's file system, else copied (and the original removed).
+    fn stage_file<'a>(
+        &'a self,
+        entry_id: &'a str,
+        path: &'a Path,
+    ) -> BoxFuture<'a, Result<StagedContent, StoreError>>;
+
+    /// The local file of content `name` of `entry_id`, fetched first from shared storage
+    /// when this node has no copy; `None` when the content exists nowhere.
+    fn fetch<'a>(
+        &'a self,
+        entry_id: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>>;
+
+    /// Whether content is shared with other nodes (S3-compatible storage): content names
+    /// are then versioned, so that a node never serves a stale local copy.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Removes staged content that will not become the entry's content.
     fn discard(&self, staged: StagedContent) -> BoxFuture<'_, ()>;
 
@@ -216,6 +238,62 @@ impl LocalMediaStore {
     }
 }
 
+impl LocalMediaStore {
+    async fn stage_file_inner(
+        &self,
+        entry_id: &str,
+        source: &Path,
+    ) -> Result<StagedContent, StoreError> {
+        use tokio::io::AsyncReadExt;
+        let dir = self.entry_dir(entry_id)?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| StoreError::io(&dir, e))?;
+        let path = dir.join(format!(
+            "{PART_PREFIX}{}{PART_SUFFIX}",
+            crate::auth::random_hex(8)
+        ));
+        if tokio::fs::rename(source, &path).await.is_err() {
+            // Another file system: copy, make it durable, then drop the original.
+            if let Err(e) = tokio::fs::copy(source, &path).await {
+                remove_quietly(&path).await;
+                return Err(StoreError::io(&path, e));
+            }
+            let synced = async {
+                tokio::fs::File::open(&path).await?.sync_all().await?;
+                tokio::fs::remove_file(source).await
+            };
+            if let Err(e) = synced.await {
+                remove_quietly(&path).await;
+                return Err(StoreError::io(&path, e));
+            }
+        }
+        let mut head = vec![0u8; crate::content::SNIFF_LEN];
+        let (size, n) = async {
+            let mut f = tokio::fs::File::open(&path).await?;
+            let size = f.metadata().await?.len();
+            let mut n = 0;
+            while n < head.len() {
+                let r = f.read(&mut head[n..]).await?;
+                if r == 0 {
+                    break;
+                }
+                n += r;
+            }
+            Ok::<_, std::io::Error>((size, n))
+        }
+        .await
+        .map_err(|e| StoreError::io(&path, e))?;
+        head.truncate(n);
+        Ok(StagedContent {
+            entry_id: entry_id.to_string(),
+            path,
+            size,
+            head,
+        })
+    }
+}
+
 /// Copies `body` into `file` (at most `max_bytes`), then flushes and fsyncs it. Returns
 /// the size and the first bytes.
 pub(crate) async fn write_limited<W: tokio::io::AsyncWrite + Unpin>(
@@ -290,6 +368,31 @@ impl MediaStore for LocalMediaStore {
                 return Err(StoreError::io(&target, e));
             }
             sync_dir(&dir).await
+        })
+    }
+
+    fn stage_file<'a>(
+        &'a self,
+        entry_id: &'a str,
+        path: &'a Path,
+    ) -> BoxFuture<'a, Result<StagedContent, StoreError>> {
+        Box::pin(self.stage_file_inner(entry_id, path))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        entry_id: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>> {
+        Box::pin(async move {
+            let Some(path) = self.local_path(entry_id, name) else {
+                return Ok(None);
+            };
+            match tokio::fs::metadata(&path).await {
+                Ok(_) => Ok(Some(path)),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::io(&path, e)),
+            }
         })
     }
 

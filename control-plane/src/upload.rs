@@ -73,7 +73,7 @@ impl Drop for UploadSlot {
 
 /// Why an upload that had started failed.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Store(StoreError),
     Rejected(String),
     Inspection(String),
@@ -84,7 +84,7 @@ enum Failure {
 
 impl Failure {
     /// What the entry's `status_reason` says (no internals).
-    fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         match self {
             Failure::Store(StoreError::Interrupted(_)) => REASON_INTERRUPTED.into(),
             Failure::Store(e @ StoreError::TooLarge { .. }) => e.to_string(),
@@ -337,6 +337,20 @@ impl ControlPlane {
         let store = &self.inner.store;
         let max = self.inner.cfg.media.max_upload_bytes;
         let staged = store.stage(id, body, max).await.map_err(Failure::Store)?;
+        self.accept_staged(partner, id, previous, content_type, staged)
+            .await
+    }
+
+    /// Inspects and commits staged content, and records it on the entry.
+    pub(crate) async fn accept_staged(
+        &self,
+        partner: i64,
+        id: &str,
+        previous: Option<&str>,
+        content_type: Option<String>,
+        staged: crate::storage::StagedContent,
+    ) -> Result<(), Failure> {
+        let store = &self.inner.store;
         if staged.size == 0 {
             store.discard(staged).await;
             return Err(Failure::Rejected("the content is empty".into()));
@@ -344,7 +358,13 @@ impl ControlPlane {
         let ext = sniff_extension(&staged.head)
             .or_else(|| content_type.as_deref().and_then(extension_for_content_type))
             .unwrap_or("bin");
-        let name = format!("source.{ext}");
+        // Shared storage: a new name per version, so that no node keeps serving its
+        // cached copy of replaced content.
+        let name = if store.is_shared() {
+            format!("source-{}.{ext}", crate::auth::random_hex(6))
+        } else {
+            format!("source.{ext}")
+        };
         let media = match self.inner.cfg.media.inspector.clone() {
             None => None,
             Some(inspector) => {
@@ -362,11 +382,12 @@ impl ControlPlane {
                 }
             }
         };
+        let size = staged.size;
         store.commit(staged, &name).await.map_err(Failure::Store)?;
         let recorded = self
             .inner
             .db
-            .set_media_content(partner, id, &name, media.as_ref(), now_s())
+            .set_media_content(partner, id, &name, media.as_ref(), size, now_s())
             .await;
         match recorded {
             Ok(true) => {}
@@ -417,8 +438,16 @@ impl ControlPlane {
             Some(s @ (EntryStatus::Ready | EntryStatus::Processing)) => s,
             _ => return Ok(None),
         };
-        let Some(path) = self.inner.store.local_path(entry_id, name) else {
-            return Ok(None);
+        let path = match self.inner.store.fetch(entry_id, name).await {
+            Ok(Some(path)) => path,
+            Ok(None) => {
+                tracing::warn!(entry = entry_id, name, "the content of a media entry is missing");
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::warn!(entry = entry_id, name, error = %e, "cannot fetch the content of a media entry");
+                return Ok(None);
+            }
         };
         let meta = match tokio::fs::metadata(&path).await {
             Ok(m) => m,

@@ -12,6 +12,7 @@ pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod protect;
+pub mod record;
 pub mod source;
 pub mod thumb;
 pub mod vod;

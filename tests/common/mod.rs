@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------
 // Temp dirs and ports
@@ -106,10 +108,66 @@ impl Server {
         let data = dir.path.join("data");
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        if let Some(toml) = config {
+            std::fs::write(dir.path.join("vela.toml"), toml).unwrap();
+        }
+        Self::spawn(dir, data, rtmp, http, config.is_some())
+    }
+
+    /// `kill -9` of the server, then a new `vela serve` on the same data directory,
+    /// ports and configuration (the previous log is kept as `vela.stderr.N.log`).
+    pub fn kill9_and_restart(self) -> Server {
+        let pid = self.child.id();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        let mut me = self;
+        let _ = me.child.wait();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let _ = std::fs::rename(
+            &me.stderr_path,
+            me.dir.path.join(format!("vela.stderr.{n}.log")),
+        );
+        let dir = std::mem::replace(&mut me.dir, TempDir::new("vela-moved"));
+        let (data, rtmp, http) = (me.data.clone(), me.rtmp, me.http);
+        let config = dir.path.join("vela.toml").exists();
+        drop(me);
+        // The ports were ours a moment ago; a restart normally gets them back.
+        let mut last = String::new();
+        let mut dir = Some(dir);
+        for _ in 0..50 {
+            match Self::spawn_keep(dir.take().unwrap(), data.clone(), rtmp, http, config) {
+                Ok(s) => return s,
+                Err((d, e)) => {
+                    last = e;
+                    dir = Some(d);
+                    sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        panic!("vela did not restart:\n{last}");
+    }
+
+    fn spawn(
+        dir: TempDir,
+        data: PathBuf,
+        rtmp: SocketAddr,
+        http: SocketAddr,
+        config: bool,
+    ) -> Result<Server, String> {
+        Self::spawn_keep(dir, data, rtmp, http, config).map_err(|(_, e)| e)
+    }
+
+    fn spawn_keep(
+        dir: TempDir,
+        data: PathBuf,
+        rtmp: SocketAddr,
+        http: SocketAddr,
+        config: bool,
+    ) -> Result<Server, (TempDir, String)> {
         let stderr_path = dir.path.join("vela.stderr.log");
         let stderr = File::create(&stderr_path).unwrap();
         let stdout = File::create(dir.path.join("vela.stdout.log")).unwrap();
-
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vela"));
         cmd.arg("serve")
             .arg("--data")
@@ -120,10 +178,8 @@ impl Server {
             .arg(http.to_string())
             .arg("--h3")
             .arg("off");
-        if let Some(toml) = config {
-            let path = dir.path.join("vela.toml");
-            std::fs::write(&path, toml).unwrap();
-            cmd.arg("--config").arg(path);
+        if config {
+            cmd.arg("--config").arg(dir.path.join("vela.toml"));
         }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
@@ -147,10 +203,12 @@ impl Server {
         // Wait for /healthz: up to 300 × 100 ms.
         for _ in 0..300 {
             if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!(
+                let msg = format!(
                     "vela exited with {status} before answering /healthz\n--- vela stderr ---\n{}",
                     server.stderr()
-                ));
+                );
+                let dir = std::mem::replace(&mut server.dir, TempDir::new("vela-failed"));
+                return Err((dir, msg));
             }
             if let Ok(r) = http_get(&server.url("/healthz")) {
                 if r.status == 200 {
@@ -159,10 +217,12 @@ impl Server {
             }
             sleep(Duration::from_millis(100));
         }
-        Err(format!(
+        let msg = format!(
             "vela did not answer 200 on GET /healthz after 300 tries (http {http})\n--- vela stderr ---\n{}",
             server.stderr()
-        ))
+        );
+        let dir = std::mem::replace(&mut server.dir, TempDir::new("vela-failed"));
+        Err((dir, msg))
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -290,6 +350,74 @@ pub fn tail(s: &str, max: usize) -> String {
         start += 1;
     }
     format!("[…]{}", &s[start..])
+}
+
+
+// ---------------------------------------------------------------------------
+// The control-plane API
+// ---------------------------------------------------------------------------
+
+/// A JSON API call: (status, body as JSON or `Null`).
+pub fn api(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let body = body.map(|b| b.to_string());
+    let r = http_request_with_body(
+        method,
+        &server.url(path),
+        &headers,
+        body.as_deref().map(str::as_bytes),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| server.fail(format!("{method} {path}: {e}")));
+    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r.status, v)
+}
+
+/// An admin session of the admin partner (its secret is in the data directory).
+pub fn admin_token(server: &Server) -> String {
+    let secret = std::fs::read_to_string(server.data.join("admin-secret")).expect("admin-secret");
+    let (s, v) = api(
+        server,
+        "POST",
+        "/api/v1/sessions",
+        None,
+        Some(json!({"partner_id":1,"secret":secret.trim(),"role":"admin","expiry_s":3600})),
+    );
+    assert_eq!(s, 200, "{v}");
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// Polls a media entry until it is `ready` (bounded: 60 s), failing on `error`.
+pub fn wait_ready(server: &Server, token: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, e) = api(
+            server,
+            "GET",
+            &format!("/api/v1/entries/{id}"),
+            Some(token),
+            None,
+        );
+        match e["status"].as_str() {
+            Some("ready") => return e,
+            Some("error") => server.fail(format!("entry {id} failed: {e}")),
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            server.fail(format!("entry {id} never became ready: {e}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1374,4 +1502,121 @@ pub fn expand_template(t: &str, rep_id: &str, bandwidth: &str, number: u64, time
     }
     out.push_str(rest);
     out
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL and S3-compatible storage for multi-node tests
+// ---------------------------------------------------------------------------
+
+/// A fresh database on the test PostgreSQL server (`VELA_TEST_PG_URL`, or the
+/// one `scripts/pg-test-server` starts for this test process); returns its URL.
+pub fn pg_database(label: &str) -> String {
+    let server = match std::env::var("VELA_TEST_PG_URL") {
+        Ok(u) => u,
+        Err(_) => {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-test-server");
+            let out = Command::new("bash")
+                .arg(script)
+                .arg("start")
+                .arg("--owner-pid")
+                .arg(std::process::id().to_string())
+                .output()
+                .expect("scripts/pg-test-server");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap()
+                .trim()
+                .to_string()
+        }
+    };
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let name = format!("vela_{label}_{}_{n}", std::process::id());
+    let psql = Command::new("psql")
+        .arg(&server)
+        .args(["-v", "ON_ERROR_STOP=1", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    format!("{}/{name}", server.rsplit_once('/').unwrap().0)
+}
+
+/// A SeaweedFS S3 server from `scripts/s3-test-server` (installed by
+/// `scripts/setup`), removed with its data on drop.
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub dir: String,
+}
+
+impl S3Server {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3-test-server")
+    }
+
+    fn run(args: &[&str]) -> String {
+        let (st, out, err) = run_bounded(
+            Command::new("bash").arg(Self::script()).args(args),
+            Duration::from_secs(120),
+        );
+        assert!(st.success(), "s3-test-server {args:?}: {err}\n{out}");
+        out
+    }
+
+    pub fn start() -> S3Server {
+        let owner = std::process::id().to_string();
+        let out = Self::run(&["start", "--owner-pid", &owner]);
+        let line = out.lines().last().unwrap_or_default();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 5, "s3-test-server printed {out:?}");
+        S3Server {
+            endpoint: f[0].into(),
+            bucket: f[1].into(),
+            access_key: f[2].into(),
+            secret_key: f[3].into(),
+            dir: f[4].into(),
+        }
+    }
+
+    /// Stops the server, keeping its data (a bucket that went away).
+    pub fn stop(&self) {
+        Self::run(&["stop", &self.dir]);
+    }
+
+    /// Starts it again on the same ports with the same data.
+    pub fn restart(&self) {
+        let owner = std::process::id().to_string();
+        Self::run(&["start", "--dir", &self.dir, "--owner-pid", &owner]);
+    }
+
+    /// The `[storage]` table of a Vela configuration using this server.
+    pub fn storage_toml(&self) -> String {
+        format!(
+            "[storage]\nbackend = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\n\
+             access_key_id = \"{}\"\nsecret_access_key = \"{}\"\nmax_retries = 2\n\
+             request_timeout_s = 5\n",
+            self.endpoint, self.bucket, self.access_key, self.secret_key
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Self::script())
+            .args(["remove", &self.dir])
+            .status();
+    }
 }
