@@ -183,6 +183,9 @@ async fn write_loop(
             }
         }
     }
+    // The evictions above may have reported memory after the packaging task
+    // took the stream out of the gauge.
+    stream.unreport_memory();
     match tokio::fs::remove_dir_all(&dir).await {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}

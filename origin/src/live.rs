@@ -88,7 +88,7 @@ impl LiveStream {
     }
 
     /// Takes this stream's memory out of the gauge (it left the registry).
-    fn unreport_memory(&self) {
+    pub(crate) fn unreport_memory(&self) {
         let before = self.memory_reported.swap(0, Ordering::Relaxed);
         metrics::DVR_MEMORY_BYTES.sub(before);
     }

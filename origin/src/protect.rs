@@ -391,7 +391,7 @@ impl Protection {
         let seed = cenc::iv_seed(r.track.id | 0x80, msn, 0);
         let out = cenc::protect_fragment_piff(clear, &k, &r.track.config, seed)
             .map_err(ProtectError::Encrypt)?;
-        self.remember(key, out.clone(), r.first_msn().max(src.cache_floor(rid)));
+        self.remember(key, out.clone(), r.first_msn());
         Ok(out)
     }
 
