@@ -82,6 +82,15 @@ impl Spool {
                 path: root.clone(),
                 source,
             })?;
+        // Registers the spool's series now, so /metrics shows them at zero.
+        let _ = (
+            metrics::DVR_SPOOLED_BYTES.get(),
+            metrics::DVR_SPOOL_READS.get(),
+        );
+        let _ = (
+            metrics::DVR_SPOOL_ERRORS.get(),
+            metrics::DVR_MEMORY_BYTES.get(),
+        );
         Ok(Arc::new(Spool { root }))
     }
 
