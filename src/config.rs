@@ -134,6 +134,10 @@ pub struct LiveConfig {
     pub part_target_s: f64,
     #[serde(default = "default_dvr")]
     pub dvr_window_s: f64,
+    /// How much of each DVR window stays in memory, seconds (at least four
+    /// segment targets); older segments are spooled to `DATA/dvr`.
+    #[serde(default = "default_dvr_memory")]
+    pub dvr_memory_s: f64,
     /// How long a vanished publisher's stream waits for it to reconnect.
     #[serde(default = "default_grace")]
     pub reconnect_grace_s: f64,
@@ -151,6 +155,7 @@ impl Default for LiveConfig {
             segment_target_s: default_segment(),
             part_target_s: default_part(),
             dvr_window_s: default_dvr(),
+            dvr_memory_s: default_dvr_memory(),
             reconnect_grace_s: default_grace(),
             dash_target_latency_ms: default_dash_latency(),
             streams: BTreeMap::new(),
@@ -166,6 +171,9 @@ fn default_part() -> f64 {
 }
 fn default_dvr() -> f64 {
     120.0
+}
+fn default_dvr_memory() -> f64 {
+    12.0
 }
 fn default_grace() -> f64 {
     10.0
@@ -368,6 +376,7 @@ impl LiveConfig {
         check("segment_target_s", self.segment_target_s, 0.5, 30.0)?;
         check("part_target_s", self.part_target_s, 0.1, 5.0)?;
         check("dvr_window_s", self.dvr_window_s, 4.0, 86_400.0)?;
+        check("dvr_memory_s", self.dvr_memory_s, 2.0, 3600.0)?;
         check("reconnect_grace_s", self.reconnect_grace_s, 0.0, 600.0)?;
         if self.part_target_s > self.segment_target_s {
             return Err(ConfigError::Invalid(
@@ -395,6 +404,7 @@ impl LiveConfig {
             segment_target: o.segment_target_s.unwrap_or(self.segment_target_s),
             part_target: o.part_target_s.unwrap_or(self.part_target_s),
             dvr_window: o.dvr_window_s.unwrap_or(self.dvr_window_s),
+            dvr_memory: self.dvr_memory_s,
         }
     }
 }
@@ -436,6 +446,7 @@ mod tests {
             h3 = "off"
             [live]
             dvr_window_s = 300
+            dvr_memory_s = 20
             [live.streams.show]
             dvr_window_s = 30
             [auth]
@@ -446,6 +457,7 @@ mod tests {
         assert_eq!(c.auth.publish, PublishMode::Keys);
         assert_eq!(c.live.for_stream("show").dvr_window, 30.0);
         assert_eq!(c.live.for_stream("other").dvr_window, 300.0);
+        assert_eq!(c.live.for_stream("show").dvr_memory, 20.0);
         c.live.validate().unwrap();
     }
 
@@ -476,6 +488,12 @@ mod tests {
     fn out_of_range_values_are_errors() {
         let c: FileConfig = toml::from_str("[live]\npart_target_s = 0.01").unwrap();
         assert!(c.live.validate().is_err());
+        for bad in ["1", "3601", "nan"] {
+            let c: FileConfig = toml::from_str(&format!("[live]\ndvr_memory_s = {bad}")).unwrap();
+            assert!(c.live.validate().is_err(), "dvr_memory_s = {bad}");
+        }
+        let c: FileConfig = toml::from_str("").unwrap();
+        assert_eq!(c.live.dvr_memory_s, 12.0);
     }
 
     #[test]

@@ -220,7 +220,12 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let entry_settings = EntrySettings::default();
     let settings_cfg = live_config.clone();
     let per_entry = entry_settings.clone();
-    let registry = LiveRegistry::attach(
+    // The older part of every DVR window lives on disk (`[live]
+    // dvr_memory_s`); what a previous run left there is cleared.
+    let spool = vela_origin::dvr::Spool::open(s.data.join("dvr"))
+        .await
+        .context("DVR spool")?;
+    let registry = LiveRegistry::attach_with_spool(
         &hub,
         Arc::new(move |name: &str| {
             let mut c = settings_cfg.for_stream(name);
@@ -229,6 +234,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             }
             c
         }),
+        Some(spool),
     );
     let mut origin = OriginState::new(registry.clone());
     origin.dash_target_latency_ms = live_config.dash_target_latency_ms;

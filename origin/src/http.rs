@@ -465,7 +465,7 @@ async fn smooth_manifest(
 
 /// A Smooth fragment: `QualityLevels(B)/Fragments(video=T)`, encrypted
 /// when the stream's Smooth output is (`protection`).
-fn smooth_fragment(
+async fn smooth_fragment(
     s: &LiveStream,
     file: &str,
     headers: &HeaderMap,
@@ -483,7 +483,11 @@ fn smooth_fragment(
     }
     let p = s.presentation();
     let (r, seg) = smooth::fragment_source(&p, kind, t).ok_or(OriginError::NotFound)?;
-    let parts = MediaSource::segment(s, &r.id, seg.msn).ok_or(OriginError::NotFound)?;
+    let parts = match crate::dvr::spooled(s, &r.id, seg.msn).await {
+        Some(spooled) => MediaSource::segment(&spooled, &r.id, seg.msn),
+        None => MediaSource::segment(s, &r.id, seg.msn),
+    }
+    .ok_or(OriginError::NotFound)?;
     let samples = smooth::samples_of_parts(&parts).map_err(|err| {
         tracing::error!(stream = s.name, error = %err, "stored segment could not be re-boxed for Smooth");
         OriginError::NotFound
@@ -808,15 +812,22 @@ struct Variant {
 }
 
 impl Variant {
-    /// Encrypts from the stream's latest snapshot and its clear bytes; no
-    /// lock is held while encrypting.
-    fn apply(&self, s: &LiveStream, rid: &str, file: FileId) -> Result<Option<Bytes>, OriginError> {
+    /// Encrypts from the stream's latest snapshot and the clear bytes of
+    /// `src` (the stream, or a segment read from its spool); no lock is
+    /// held while encrypting.
+    fn apply(
+        &self,
+        s: &LiveStream,
+        src: &dyn MediaSource,
+        rid: &str,
+        file: FileId,
+    ) -> Result<Option<Bytes>, OriginError> {
         let p = s.presentation();
         let Some(r) = p.rendition(rid) else {
             return Ok(None);
         };
         self.protection
-            .variant(&s.name, s.instance, r, s, self.tag, file)
+            .variant(&s.name, s.instance, r, src, self.tag, file)
             .map_err(|e| encrypt_failed(&s.name, rid, &e))
     }
 }
@@ -889,7 +900,7 @@ async fn serve_media_file(
             return Err(OriginError::NotFound);
         }
         let protection = state.protection.as_deref().filter(|_| policy.mss_protected);
-        return smooth_fragment(&s, &file, &headers, protection);
+        return smooth_fragment(&s, &file, &headers, protection).await;
     }
     let (file, tag) = parse_file(&file).ok_or(OriginError::NotFound)?;
     let policy = state
@@ -926,10 +937,15 @@ async fn serve_media_file(
     if not_modified(&headers, &etag) {
         return Ok((StatusCode::NOT_MODIFIED, media_headers(kind, &etag, None)).into_response());
     }
+    if let FileId::Segment(msn) | FileId::Part(msn, _) = file {
+        if let Some(data) = spooled_file(&s, &rid, file, msn, variant.as_ref()).await? {
+            return Ok(send_bytes(kind, &etag, data));
+        }
+    }
     match file {
         FileId::Init(v, period) => {
             let data = match &variant {
-                Some(var) => var.apply(&s, &rid, FileId::Init(v, period))?,
+                Some(var) => var.apply(&s, &*s, &rid, FileId::Init(v, period))?,
                 None => MediaSource::init(&*s, &rid, v),
             };
             Ok(send_bytes(kind, &etag, data.ok_or(OriginError::NotFound)?))
@@ -939,7 +955,7 @@ async fn serve_media_file(
             let encrypt = |data: Bytes| -> Result<Bytes, OriginError> {
                 match &variant {
                     Some(var) => var
-                        .apply(&s, &rid, FileId::Part(msn, idx))?
+                        .apply(&s, &*s, &rid, FileId::Part(msn, idx))?
                         .ok_or(OriginError::NotFound),
                     None => Ok(data),
                 }
@@ -978,6 +994,27 @@ async fn serve_media_file(
     }
 }
 
+/// A segment or part of a segment whose bytes are in the DVR spool, clear
+/// or as `variant`: `Ok(None)` when the segment is not spooled (in memory,
+/// or out of the window), so the caller serves it as usual.
+async fn spooled_file(
+    s: &LiveStream,
+    rid: &str,
+    file: FileId,
+    msn: u64,
+    variant: Option<&Variant>,
+) -> Result<Option<Bytes>, OriginError> {
+    let Some(spooled) = crate::dvr::spooled(s, rid, msn).await else {
+        return Ok(None);
+    };
+    let data = match (variant, file) {
+        (Some(var), f) => var.apply(s, &spooled, rid, f)?,
+        (None, FileId::Part(_, idx)) => spooled.part(idx),
+        (None, _) => Some(spooled.whole()),
+    };
+    data.map(Some).ok_or(OriginError::NotFound)
+}
+
 fn send_bytes(kind: MediaKind, etag: &str, data: Bytes) -> Response {
     metrics::HTTP_BYTES_OUT.inc_by(data.len() as u64);
     (
@@ -1005,9 +1042,13 @@ async fn segment_response(
             .rendition(rid)
             .is_some_and(|r| r.segments.iter().any(|seg| seg.msn == msn));
         if complete {
-            let data = var
-                .apply(s, rid, FileId::Segment(msn))?
-                .ok_or(OriginError::NotFound)?;
+            let data = match var.apply(s, &**s, rid, FileId::Segment(msn))? {
+                Some(d) => d,
+                // Spooled since the caller looked.
+                None => spooled_file(s, rid, FileId::Segment(msn), msn, Some(var))
+                    .await?
+                    .ok_or(OriginError::NotFound)?,
+            };
             return Ok(send_bytes(kind, etag, data));
         }
         if var.tag == "aes" {
@@ -1033,6 +1074,12 @@ async fn segment_response(
             Duration::from_secs_f64((p.config().segment_target * 3.0).max(3.0)),
         )
     };
+    if complete.is_none() {
+        // Spooled since the caller looked.
+        if let Some(data) = spooled_file(s, rid, FileId::Segment(msn), msn, None).await? {
+            return Ok(send_bytes(kind, etag, data));
+        }
+    }
     if let Some(chunks) = complete {
         let len: usize = chunks.iter().map(|c| c.len()).sum();
         metrics::HTTP_BYTES_OUT.inc_by(len as u64);
@@ -1087,7 +1134,8 @@ async fn segment_response(
                     // Each part of a common-encryption segment is encrypted
                     // on its own, so the parts back to back are the segment.
                     Some(var) => {
-                        match var.apply(&st.stream, &st.rid, FileId::Part(st.msn, st.next)) {
+                        let (s, f) = (&st.stream, FileId::Part(st.msn, st.next));
+                        match var.apply(s, &**s, &st.rid, f) {
                             Ok(Some(c)) => c,
                             _ => return None,
                         }

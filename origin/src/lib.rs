@@ -6,8 +6,10 @@
 //! manifests from the packager's timeline on request and serve its segments,
 //! parts and init segments; a request that waits for media (LL-HLS blocking
 //! reload, a preload-hinted part, a DASH segment still being built) waits on
-//! that channel, bounded in time, never by polling.
+//! that channel, bounded in time, never by polling. The older part of each
+//! DVR window lives in a spool on disk ([`dvr`]).
 pub mod access;
+pub mod dvr;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -1,20 +1,24 @@
 //! Live streams as the origin sees them: one packager per published stream,
-//! driven by a task that consumes the stream's hub channel.
+//! driven by a task that consumes the stream's hub channel, and, when the
+//! registry has a DVR spool, a writer task that moves the older part of the
+//! window to disk ([`crate::dvr`]).
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use vela_media::hub::{StreamHub, StreamStart};
 use vela_media::MediaEvent;
 use vela_packager::{LivePackager, PackagerConfig, Presentation};
 
-use crate::source::MediaSource;
-
+use crate::dvr::{self, Spool, SpoolWork};
 use crate::metrics;
+use crate::source::MediaSource;
 
 /// Per-stream packaging settings, chosen when a stream starts.
 pub type StreamSettings = Arc<dyn Fn(&str) -> PackagerConfig + Send + Sync>;
@@ -31,6 +35,11 @@ pub struct LiveStream {
     pub instance: u64,
     packager: RwLock<LivePackager>,
     version: watch::Sender<Arc<Presentation>>,
+    /// This instance's directory in the DVR spool, if spooling.
+    spool_dir: Option<PathBuf>,
+    /// The packager's media bytes in memory as last added to the
+    /// `vela_dvr_memory_bytes` gauge.
+    memory_reported: AtomicI64,
 }
 
 impl LiveStream {
@@ -44,7 +53,12 @@ impl LiveStream {
         }
     }
 
-    fn new(name: String, instance: u64, config: PackagerConfig) -> Self {
+    pub(crate) fn new(
+        name: String,
+        instance: u64,
+        config: PackagerConfig,
+        spool_dir: Option<PathBuf>,
+    ) -> Self {
         let packager = LivePackager::new(config);
         let (version, _) = watch::channel(Arc::new(packager.presentation()));
         LiveStream {
@@ -52,7 +66,49 @@ impl LiveStream {
             instance,
             packager: RwLock::new(packager),
             version,
+            spool_dir,
+            memory_reported: AtomicI64::new(0),
         }
+    }
+
+    /// This instance's directory in the DVR spool, if it spools.
+    pub fn spool_dir(&self) -> Option<&Path> {
+        self.spool_dir.as_deref()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, LivePackager> {
+        self.packager.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Brings the memory gauge up to date with the packager.
+    fn report_memory(&self, p: &LivePackager) {
+        let now = i64::try_from(p.memory_bytes()).unwrap_or(i64::MAX);
+        let before = self.memory_reported.swap(now, Ordering::Relaxed);
+        metrics::DVR_MEMORY_BYTES.add(now - before);
+    }
+
+    /// Takes this stream's memory out of the gauge (it left the registry).
+    pub(crate) fn unreport_memory(&self) {
+        let before = self.memory_reported.swap(0, Ordering::Relaxed);
+        metrics::DVR_MEMORY_BYTES.sub(before);
+    }
+
+    /// Segments to spool and spooled segments that left the window.
+    fn spool_work(&self) -> SpoolWork {
+        let mut p = self.write();
+        SpoolWork {
+            jobs: p.segments_to_spool(),
+            removals: p.take_spool_removals(),
+        }
+    }
+
+    /// Drops a segment's bytes from memory now that the spool holds them;
+    /// false when it has left the window meanwhile.
+    pub(crate) fn evict(&self, rid: &str, msn: u64) -> bool {
+        let mut p = self.write();
+        let evicted = p.evict(rid, msn);
+        self.report_memory(&p);
+        evicted
     }
 
     /// The stream's presentation as of its latest change.
@@ -66,10 +122,15 @@ impl LiveStream {
         self.packager.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn apply(&self, event: MediaEvent, now_ms: i64) {
+    /// Feeds one event to the packager; returns whether a segment was
+    /// completed (or the stream ended), when there may be work to spool.
+    fn apply(&self, event: MediaEvent, now_ms: i64) -> bool {
         let (changes, snapshot) = {
-            let mut p = self.packager.write().unwrap_or_else(|e| e.into_inner());
+            let mut p = self.write();
             let changes = p.push(event, now_ms);
+            if changes.parts > 0 || changes.segments > 0 {
+                self.report_memory(&p);
+            }
             (changes, changes.any().then(|| Arc::new(p.presentation())))
         };
         if let Some(snapshot) = snapshot {
@@ -77,6 +138,7 @@ impl LiveStream {
             metrics::SEGMENTS.inc_by(changes.segments as u64);
             self.version.send_replace(snapshot);
         }
+        changes.segments > 0 || changes.ended
     }
 
     /// Waits until `ready` holds for the packager, or `timeout` passes.
@@ -126,6 +188,25 @@ impl MediaSource for LiveStream {
     fn part(&self, rid: &str, msn: u64, idx: usize) -> Option<Bytes> {
         self.read().rendition(rid)?.part_data(msn, idx).cloned()
     }
+
+    /// The oldest segment within the memory horizon (from the snapshot, no
+    /// lock): older ones are, or are about to be, in the DVR spool.
+    fn cache_floor(&self, rid: &str) -> u64 {
+        let p = self.presentation();
+        let Some(r) = p.rendition(rid) else {
+            return 0;
+        };
+        let Some(newest) = r.segments.back() else {
+            return 0;
+        };
+        let horizon = (p.timing.memory_horizon() * f64::from(r.timescale())) as i64;
+        r.segments
+            .iter()
+            .rev()
+            .take_while(|s| s.end() > newest.end() - horizon)
+            .last()
+            .map_or(newest.msn, |s| s.msn)
+    }
 }
 
 /// The wall clock, unix milliseconds (the packager's and manifests' time).
@@ -146,17 +227,31 @@ struct Inner {
 pub struct LiveRegistry {
     inner: Arc<Mutex<Inner>>,
     settings: StreamSettings,
+    spool: Option<Arc<Spool>>,
 }
 
 impl LiveRegistry {
-    /// Attaches to `hub`: every stream it starts gets a packager here.
+    /// Attaches to `hub`: every stream it starts gets a packager here, which
+    /// keeps its whole DVR window in memory.
     pub fn attach(hub: &StreamHub, settings: StreamSettings) -> Self {
+        Self::attach_with_spool(hub, settings, None)
+    }
+
+    /// Attaches to `hub` like [`LiveRegistry::attach`]; with a `spool`,
+    /// each stream keeps only the recent part of its window in memory and
+    /// the rest in the spool ([`crate::dvr`]).
+    pub fn attach_with_spool(
+        hub: &StreamHub,
+        settings: StreamSettings,
+        spool: Option<Arc<Spool>>,
+    ) -> Self {
         let registry = LiveRegistry {
             inner: Arc::new(Mutex::new(Inner {
                 streams: HashMap::new(),
                 last_instance: 0,
             })),
             settings,
+            spool,
         };
         let r = registry.clone();
         hub.on_stream_start(move |start| r.start(start));
@@ -183,7 +278,11 @@ impl LiveRegistry {
             let mut inner = self.lock();
             let instance = (now_ms().max(0) as u64).max(inner.last_instance + 1);
             inner.last_instance = instance;
-            let stream = Arc::new(LiveStream::new(start.name.clone(), instance, config));
+            let dir = self
+                .spool
+                .as_ref()
+                .map(|s| s.stream_dir(&start.name, instance));
+            let stream = Arc::new(LiveStream::new(start.name.clone(), instance, config, dir));
             // A new publish of a name replaces its ended predecessor.
             inner.streams.insert(start.name.clone(), stream.clone());
             stream
@@ -192,22 +291,40 @@ impl LiveRegistry {
         let registry = self.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
-                rt.spawn(async move { registry.run(stream, start.events).await });
+                let writer = stream
+                    .spool_dir
+                    .clone()
+                    .map(|dir| dvr::start_writer(&rt, stream.clone(), dir));
+                rt.spawn(async move { registry.run(stream, start.events, writer).await });
             }
             Err(_) => tracing::error!(stream = start.name, "no runtime to package the stream on"),
         }
     }
 
-    /// The packager task of one stream.
-    async fn run(self, stream: Arc<LiveStream>, mut events: broadcast::Receiver<MediaEvent>) {
+    /// The packager task of one stream. `writer`: its spool writer's queue.
+    async fn run(
+        self,
+        stream: Arc<LiveStream>,
+        mut events: broadcast::Receiver<MediaEvent>,
+        writer: Option<mpsc::UnboundedSender<SpoolWork>>,
+    ) {
         tracing::info!(stream = stream.name, "packaging started");
+        let spool = |completed: bool| {
+            if let (true, Some(w)) = (completed, &writer) {
+                let work = stream.spool_work();
+                if !work.is_empty() {
+                    // The writer ends only after this task drops the sender.
+                    let _ = w.send(work);
+                }
+            }
+        };
         loop {
             match events.recv().await {
                 Ok(MediaEvent::End) => {
-                    stream.apply(MediaEvent::End, now_ms());
+                    spool(stream.apply(MediaEvent::End, now_ms()));
                     break;
                 }
-                Ok(event) => stream.apply(event, now_ms()),
+                Ok(event) => spool(stream.apply(event, now_ms())),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // Frames were lost to this consumer: close what was built
                     // and restart cleanly at the next keyframe.
@@ -217,10 +334,10 @@ impl LiveRegistry {
                         "packager fell behind; resynchronising"
                     );
                     metrics::PACKAGER_LAGGED.inc();
-                    stream.apply(MediaEvent::Discontinuity, now_ms());
+                    spool(stream.apply(MediaEvent::Discontinuity, now_ms()));
                 }
                 Err(broadcast::error::RecvError::Closed) => {
-                    stream.apply(MediaEvent::End, now_ms());
+                    spool(stream.apply(MediaEvent::End, now_ms()));
                     break;
                 }
             }
@@ -248,5 +365,10 @@ impl LiveRegistry {
             inner.streams.remove(&stream.name);
         }
         metrics::LIVE_STREAMS.set(inner.streams.len() as i64);
+        drop(inner);
+        // Closing the writer's queue deletes the instance's spool directory
+        // once the queued work is done.
+        drop(writer);
+        stream.unreport_memory();
     }
 }

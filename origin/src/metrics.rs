@@ -36,6 +36,38 @@ pub static PACKAGER_LAGGED: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static DVR_SPOOLED_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_dvr_spooled_bytes_total",
+        "Live segment bytes moved from memory to the DVR spool on disk"
+    )
+    .expect("metric registers once")
+});
+
+pub static DVR_SPOOL_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_dvr_spool_errors_total",
+        "Failed DVR spool writes and reads (a segment not spooled stays in memory)"
+    )
+    .expect("metric registers once")
+});
+
+pub static DVR_SPOOL_READS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_dvr_spool_reads_total",
+        "Live segments read back from the DVR spool"
+    )
+    .expect("metric registers once")
+});
+
+pub static DVR_MEMORY_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "vela_dvr_memory_bytes",
+        "Live media bytes held in memory by the packagers, all streams"
+    )
+    .expect("metric registers once")
+});
+
 pub static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "vela_http_requests_total",

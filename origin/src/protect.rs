@@ -491,7 +491,7 @@ impl Protection {
                     let seed = cenc::iv_seed(r.track.id, msn, 0);
                     let out = cenc::protect_fragment(&chunks.concat(), scheme, &k, config, seed)
                         .map_err(ProtectError::Encrypt)?;
-                    self.remember(key, out.clone(), r.first_msn());
+                    self.remember(key, out.clone(), r.first_msn().max(src.cache_floor(rid)));
                     return Ok(Some(out));
                 }
                 let mut whole = Vec::with_capacity(seg.size as usize + seg.parts.len() * 256);
@@ -505,7 +505,7 @@ impl Protection {
             }
         };
         if let Some(b) = &out {
-            self.remember(key, b.clone(), r.first_msn());
+            self.remember(key, b.clone(), r.first_msn().max(src.cache_floor(rid)));
         }
         Ok(out)
     }
@@ -516,8 +516,11 @@ impl Protection {
     }
 
     /// Caches an encrypted file, first forgetting what has left its
-    /// rendition's window (segments before `first_msn`) and earlier streams
-    /// of the same name.
+    /// rendition's window or memory (segments before `first_msn`) and
+    /// earlier streams of the same name. A file before `first_msn` (an old
+    /// segment read back from the DVR spool) is not cached: it is encrypted
+    /// again if asked again, so the cache stays bounded by the memory
+    /// horizon rather than the window.
     fn remember(&self, key: CacheKey, value: Bytes, first_msn: u64) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|k, _| {
@@ -527,7 +530,9 @@ impl Protection {
             k.instance == key.instance
                 && !(k.rendition == key.rendition && k.file.msn().is_some_and(|m| m < first_msn))
         });
-        cache.insert(key, value);
+        if key.file.msn().is_none_or(|m| m >= first_msn) {
+            cache.insert(key, value);
+        }
     }
 
     /// Bytes held by the cache of encrypted variants.

@@ -21,4 +21,11 @@ pub trait MediaSource: Send + Sync {
     fn segment(&self, rid: &str, msn: u64) -> Option<Vec<Bytes>>;
     /// Part `idx` of segment `msn` (low-latency sources only).
     fn part(&self, rid: &str, msn: u64, idx: usize) -> Option<Bytes>;
+    /// The oldest segment of a rendition whose encrypted variants are worth
+    /// keeping in memory: a live stream keeps only the recent part of its
+    /// window in memory (the rest is in the DVR spool), and its cache of
+    /// encrypted files must not grow with the window either.
+    fn cache_floor(&self, _rid: &str) -> u64 {
+        0
+    }
 }

@@ -348,6 +348,8 @@ pub fn presentation_of(index: &MediaIndex) -> Presentation {
             segment_target: target,
             part_target: 1.0,
             dvr_window: index.duration_secs(),
+            // Stored media has no live window to spool.
+            ..Timing::default()
         },
         lead: 0,
         renditions,

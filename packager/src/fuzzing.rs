@@ -15,6 +15,7 @@ use crate::{boxes, dash, hls, smooth, LivePackager, PackagerConfig};
 pub fn packager_events(data: &[u8]) {
     let mut p = LivePackager::new(PackagerConfig {
         dvr_window: 20.0,
+        dvr_memory: 2.0,
         ..Default::default()
     });
     let tracks = Arc::new(vec![
@@ -62,6 +63,14 @@ pub fn packager_events(data: &[u8]) {
             }),
         };
         if p.push(event, now).any() {
+            // The DVR spool's protocol: store some segments (evict them),
+            // lose others (never evicted), forget what left the window.
+            for job in p.segments_to_spool() {
+                if job.msn % 3 != 0 {
+                    p.evict(&job.rid, job.msn);
+                }
+            }
+            let _ = p.take_spool_removals();
             let pres = p.presentation();
             let _ = hls::master_playlist(&pres);
             for r in pres.renditions() {

@@ -17,5 +17,5 @@ pub mod presentation;
 pub mod smooth;
 pub mod time_fmt;
 
-pub use live::{Changes, LivePackager, PackagerConfig};
+pub use live::{Changes, LivePackager, PackagerConfig, SpoolJob};
 pub use presentation::{Liveness, Part, Presentation, Rendition, Segment};

@@ -24,6 +24,21 @@
 //! time is anchor + its start. After a discontinuity (publisher reconnect) the
 //! timeline resumes at the later of the previous end and the wall clock, so
 //! program date times and DASH availability stay true.
+//!
+//! ## Memory and the spool
+//! Only the recent part of the DVR window needs to be in memory: the
+//! segments and parts low-latency players fetch near the edge. A complete
+//! segment that ends more than the *memory horizon*
+//! ([`PackagerConfig::memory_horizon`]) before the newest complete segment
+//! is handed out by [`LivePackager::segments_to_spool`] to whoever stores it
+//! (the origin writes it to a spool on disk); once stored, the driver calls
+//! [`LivePackager::evict`] and the packager drops the bytes but keeps the
+//! segment's timing, so manifests list it as before and
+//! [`Rendition::is_spooled`] tells readers to look for it in the spool.
+//! Spooled segments that later leave the window are reported by
+//! [`LivePackager::take_spool_removals`] so the driver deletes their files.
+//! Nothing here does I/O: a driver that never asks (or whose store fails)
+//! simply leaves the bytes in memory, bounded by the window as before.
 
 use std::collections::VecDeque;
 
@@ -43,6 +58,19 @@ pub struct PackagerConfig {
     pub part_target: f64,
     /// How much media stays available behind the live edge, seconds.
     pub dvr_window: f64,
+    /// How much of the window stays in memory, seconds (see
+    /// [`PackagerConfig::memory_horizon`]); older segments may be spooled.
+    pub dvr_memory: f64,
+}
+
+impl PackagerConfig {
+    /// How far behind the newest complete segment a segment must end to be
+    /// spooled, seconds: `dvr_memory`, but never less than four segment
+    /// targets, which covers every segment and part a low-latency player
+    /// asks for near the edge (the segment being built stays in memory too).
+    pub fn memory_horizon(&self) -> f64 {
+        self.dvr_memory.max(4.0 * self.segment_target)
+    }
 }
 
 impl Default for PackagerConfig {
@@ -51,6 +79,7 @@ impl Default for PackagerConfig {
             segment_target: 2.0,
             part_target: 1.0 / 3.0,
             dvr_window: 120.0,
+            dvr_memory: 12.0,
         }
     }
 }
@@ -70,13 +99,18 @@ pub struct Rendition {
     meta: presentation::Rendition,
     /// Init segments by version, oldest first, as (version, bytes).
     pub inits: Vec<(u32, Bytes)>,
-    /// The parts' bytes of each complete segment in `meta.segments`, in the
-    /// same order.
-    media: VecDeque<Vec<Bytes>>,
+    /// Where the bytes of each complete segment in `meta.segments` are, in
+    /// the same order.
+    media: VecDeque<Stored>,
     /// The parts' bytes of the segment being built.
     building_media: Vec<Bytes>,
     /// Bytes of all media written so far.
     pub bytes_total: u64,
+    /// Media bytes held in memory now (complete and building segments).
+    memory_bytes: u64,
+    /// Spooled segments that have left the window since the driver last
+    /// asked, so it deletes their files.
+    spool_removed: Vec<u64>,
 
     pending: Vec<Sample>,
     pending_start: i64,
@@ -90,6 +124,29 @@ pub struct Rendition {
     /// AAC: the decode time the next frame should have.
     expected_next: Option<i64>,
     next_segment_discontinuity: bool,
+}
+
+/// Where a complete segment's bytes are.
+#[derive(Debug)]
+enum Stored {
+    /// In memory, the parts in order. `spooling`: handed out to be stored
+    /// (not handed out again; stays here until evicted or out of the window,
+    /// which is also what happens when storing it failed).
+    Memory { parts: Vec<Bytes>, spooling: bool },
+    /// Stored by the driver; only the timing model is kept here.
+    Spooled,
+}
+
+/// A complete segment to store outside memory
+/// ([`LivePackager::segments_to_spool`]).
+#[derive(Debug, Clone)]
+pub struct SpoolJob {
+    pub rid: String,
+    pub msn: u64,
+    /// The init segment version the segment decodes with.
+    pub init_version: u32,
+    /// The segment's parts in order; back to back they are the segment.
+    pub chunks: Vec<Bytes>,
 }
 
 impl std::ops::Deref for Rendition {
@@ -118,6 +175,8 @@ impl Rendition {
             media: VecDeque::new(),
             building_media: Vec::new(),
             bytes_total: 0,
+            memory_bytes: 0,
+            spool_removed: Vec::new(),
             pending: Vec::new(),
             pending_start: 0,
             last_dts: None,
@@ -149,7 +208,30 @@ impl Rendition {
         let first = self.meta.segments.front()?.msn;
         let idx = usize::try_from(msn.checked_sub(first)?).ok()?;
         self.meta.segments.get(idx).filter(|s| s.msn == msn)?;
-        self.media.get(idx).map(Vec::as_slice)
+        match self.media.get(idx)? {
+            Stored::Memory { parts, .. } => Some(parts),
+            Stored::Spooled => None,
+        }
+    }
+
+    /// Whether complete segment `msn` is in the window with its bytes in the
+    /// spool rather than in memory.
+    pub fn is_spooled(&self, msn: u64) -> bool {
+        self.media_index(msn)
+            .is_some_and(|i| matches!(self.media.get(i), Some(Stored::Spooled)))
+    }
+
+    /// Media bytes this rendition holds in memory.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+
+    /// The index of complete segment `msn` in `segments` and `media`.
+    fn media_index(&self, msn: u64) -> Option<usize> {
+        let first = self.meta.segments.front()?.msn;
+        let idx = usize::try_from(msn.checked_sub(first)?).ok()?;
+        self.meta.segments.get(idx).filter(|s| s.msn == msn)?;
+        Some(idx)
     }
 
     /// The bytes of part `idx` of segment `msn`.
@@ -202,6 +284,7 @@ impl Rendition {
             b.duration = part.start + part.duration - b.start;
             b.size += part.size;
             b.parts.push(part);
+            self.memory_bytes += data.len() as u64;
             self.building_media.push(data);
         }
     }
@@ -212,20 +295,32 @@ impl Rendition {
         };
         let data = std::mem::take(&mut self.building_media);
         if seg.parts.is_empty() {
+            self.memory_bytes = self.memory_bytes.saturating_sub(chunks_len(&data));
             return;
         }
         let meta = &mut self.meta;
         meta.max_segment_duration = meta.max_segment_duration.max(seg.duration);
         let end = seg.end();
         meta.segments.push_back(seg);
-        self.media.push_back(data);
+        self.media.push_back(Stored::Memory {
+            parts: data,
+            spooling: false,
+        });
         while meta
             .segments
             .front()
             .is_some_and(|s| s.end() < end - window_ticks)
         {
-            self.media.pop_front();
-            if let Some(old) = meta.segments.pop_front() {
+            let stored = self.media.pop_front();
+            let old = meta.segments.pop_front();
+            match (stored, &old) {
+                (Some(Stored::Memory { parts, .. }), _) => {
+                    self.memory_bytes = self.memory_bytes.saturating_sub(chunks_len(&parts));
+                }
+                (Some(Stored::Spooled), Some(old)) => self.spool_removed.push(old.msn),
+                _ => {}
+            }
+            if let Some(old) = old {
                 if old.discontinuity {
                     meta.discontinuity_sequence += 1;
                 }
@@ -236,6 +331,9 @@ impl Rendition {
     fn open_segment(&mut self, msn: u64, start: i64, anchor_ms: i64) {
         let pdt =
             anchor_ms + (start as f64 * 1000.0 / f64::from(self.track.timescale)).round() as i64;
+        self.memory_bytes = self
+            .memory_bytes
+            .saturating_sub(chunks_len(&self.building_media));
         self.building_media.clear();
         self.meta.building = Some(Segment {
             msn,
@@ -406,6 +504,78 @@ impl LivePackager {
             lead: self.lead,
             timelines: self.timelines.clone(),
         }
+    }
+
+    /// Complete segments that end more than the memory horizon before their
+    /// rendition's newest complete segment and are still only in memory,
+    /// oldest first. Each is handed out once: it stays in memory (and
+    /// readable) until [`LivePackager::evict`] says it is stored, or until
+    /// it leaves the window if it never is.
+    pub fn segments_to_spool(&mut self) -> Vec<SpoolJob> {
+        let horizon = self.config.memory_horizon();
+        let mut jobs = Vec::new();
+        for r in &mut self.renditions {
+            let Some(newest_end) = r.meta.segments.back().map(|s| s.end()) else {
+                continue;
+            };
+            let limit = newest_end - (horizon * f64::from(r.meta.track.timescale)) as i64;
+            for (seg, stored) in r.meta.segments.iter().zip(r.media.iter_mut()) {
+                if seg.end() > limit {
+                    break;
+                }
+                if let Stored::Memory {
+                    parts,
+                    spooling: spooling @ false,
+                } = stored
+                {
+                    *spooling = true;
+                    jobs.push(SpoolJob {
+                        rid: r.meta.id.clone(),
+                        msn: seg.msn,
+                        init_version: seg.init_version,
+                        chunks: parts.clone(),
+                    });
+                }
+            }
+        }
+        jobs
+    }
+
+    /// Drops the bytes of complete segment `msn` of rendition `rid`, now
+    /// stored elsewhere; its timing stays, so manifests still list it.
+    /// Returns false when the segment is no longer in the window (its stored
+    /// copy is then the caller's to delete).
+    pub fn evict(&mut self, rid: &str, msn: u64) -> bool {
+        let Some(r) = self.renditions.iter_mut().find(|r| r.meta.id == rid) else {
+            return false;
+        };
+        let Some(idx) = r.media_index(msn) else {
+            return false;
+        };
+        let Some(stored) = r.media.get_mut(idx) else {
+            return false;
+        };
+        if let Stored::Memory { parts, .. } = std::mem::replace(stored, Stored::Spooled) {
+            r.memory_bytes = r.memory_bytes.saturating_sub(chunks_len(&parts));
+        }
+        true
+    }
+
+    /// Spooled segments that left the window since the last call, as
+    /// (rendition id, msn): their stored copies can be deleted.
+    pub fn take_spool_removals(&mut self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for r in &mut self.renditions {
+            for msn in r.spool_removed.drain(..) {
+                out.push((r.meta.id.clone(), msn));
+            }
+        }
+        out
+    }
+
+    /// Media bytes held in memory, all renditions.
+    pub fn memory_bytes(&self) -> u64 {
+        self.renditions.iter().map(|r| r.memory_bytes).sum()
     }
 
     /// Frames dropped as unusable (before the first keyframe, out of order).
@@ -745,6 +915,10 @@ fn apply_cut(
     }
 }
 
+fn chunks_len(chunks: &[Bytes]) -> u64 {
+    chunks.iter().map(|b| b.len() as u64).sum()
+}
+
 /// Maps a frame's decode time onto the output timeline; `None` to drop it.
 fn normalise_dts(r: &mut Rendition, frame: &Frame) -> Option<i64> {
     let mut dts = frame.dts + r.offset;
@@ -1004,6 +1178,191 @@ pub(crate) mod tests {
         assert!(span as f64 / 90000.0 <= 8.1, "window holds {span}");
         assert!(v.segment(0).is_none(), "segment 0 has left the window");
         assert!(v.segments.front().unwrap().msn > 0);
+    }
+
+    fn spool_packager(window: f64, memory: f64) -> LivePackager {
+        let mut p = LivePackager::new(PackagerConfig {
+            dvr_window: window,
+            dvr_memory: memory,
+            ..Default::default()
+        });
+        p.push(
+            MediaEvent::Tracks(Arc::new(vec![video_track(), audio_track(2)])),
+            0,
+        );
+        p
+    }
+
+    #[test]
+    fn memory_horizon_is_at_least_four_segment_targets() {
+        let c = PackagerConfig {
+            dvr_memory: 2.0,
+            ..Default::default()
+        };
+        assert_eq!(c.memory_horizon(), 8.0);
+        assert_eq!(PackagerConfig::default().memory_horizon(), 12.0);
+    }
+
+    #[test]
+    fn segments_become_spoolable_after_the_horizon() {
+        let mut p = spool_packager(60.0, 8.0);
+        feed(&mut p, 0, 6.0, 30, 0);
+        assert!(
+            p.segments_to_spool().is_empty(),
+            "all within 8 s of the edge"
+        );
+        feed(&mut p, 6_000, 14.0, 30, 6_000);
+        let before: Vec<(String, u64, Vec<u8>)> = p
+            .renditions()
+            .iter()
+            .flat_map(|r| {
+                r.segments
+                    .iter()
+                    .map(|s| (r.id.clone(), s.msn, r.segment_data(s.msn).unwrap().concat()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let jobs = p.segments_to_spool();
+        assert!(!jobs.is_empty());
+        for r in p.renditions() {
+            let newest = r.segments.back().unwrap().end();
+            let horizon = (8.0 * f64::from(r.timescale())) as i64;
+            let mine: Vec<&SpoolJob> = jobs.iter().filter(|j| j.rid == r.id).collect();
+            assert!(!mine.is_empty(), "{} has spoolable segments", r.id);
+            for j in &mine {
+                let seg = r.segment(j.msn).unwrap();
+                assert!(
+                    seg.end() <= newest - horizon,
+                    "{} {} is too recent",
+                    r.id,
+                    j.msn
+                );
+                assert_eq!(j.init_version, seg.init_version);
+                let (_, _, data) = before
+                    .iter()
+                    .find(|(rid, msn, _)| *rid == r.id && *msn == j.msn)
+                    .unwrap();
+                assert_eq!(
+                    &j.chunks.concat(),
+                    data,
+                    "the job carries the segment's bytes"
+                );
+            }
+            // The rest of the window, at least four segment targets, stays.
+            let kept: i64 = r
+                .segments
+                .iter()
+                .filter(|s| !mine.iter().any(|j| j.msn == s.msn))
+                .map(|s| s.duration)
+                .sum();
+            assert!(kept as f64 / f64::from(r.timescale()) >= 7.9);
+        }
+        assert!(
+            p.segments_to_spool().is_empty(),
+            "each segment is handed out once"
+        );
+    }
+
+    #[test]
+    fn evict_keeps_the_timing_model_and_the_manifests() {
+        let mut p = spool_packager(60.0, 8.0);
+        feed(&mut p, 0, 20.0, 30, 0);
+        let hls_before =
+            crate::hls::media_playlist(&p.presentation(), "v1", crate::hls::Skip(false));
+        let mpd_opts = crate::dash::MpdOptions::default();
+        let mpd_before = crate::dash::mpd(&p.presentation(), 20_000, &mpd_opts);
+        let mem_before = p.memory_bytes();
+        let jobs = p.segments_to_spool();
+        // Handed out but not yet stored: still readable from memory.
+        let first = &jobs[0];
+        assert!(p
+            .rendition(&first.rid)
+            .unwrap()
+            .segment_data(first.msn)
+            .is_some());
+        let freed: u64 = jobs
+            .iter()
+            .map(|j| j.chunks.iter().map(|c| c.len() as u64).sum::<u64>())
+            .sum();
+        for j in &jobs {
+            assert!(p.evict(&j.rid, j.msn));
+        }
+        assert_eq!(p.memory_bytes(), mem_before - freed);
+        let r = p.rendition(&first.rid).unwrap();
+        assert!(r.segment_data(first.msn).is_none());
+        assert!(r.part_data(first.msn, 0).is_none());
+        assert!(r.is_spooled(first.msn));
+        assert!(r.segment(first.msn).is_some(), "the timing stays");
+        let newest = r.segments.back().unwrap().msn;
+        assert!(!r.is_spooled(newest) && r.segment_data(newest).is_some());
+        assert_eq!(
+            crate::hls::media_playlist(&p.presentation(), "v1", crate::hls::Skip(false)),
+            hls_before
+        );
+        assert_eq!(
+            crate::dash::mpd(&p.presentation(), 20_000, &mpd_opts),
+            mpd_before
+        );
+        assert!(!p.evict("v1", 999), "not in the window");
+        assert!(!p.evict("nope", first.msn));
+    }
+
+    #[test]
+    fn spooled_segments_leaving_the_window_are_reported_once() {
+        let mut p = spool_packager(12.0, 4.0);
+        feed(&mut p, 0, 20.0, 30, 0);
+        let mut stored = Vec::new();
+        for j in p.segments_to_spool() {
+            assert!(p.evict(&j.rid, j.msn));
+            stored.push((j.rid, j.msn));
+        }
+        assert!(
+            p.take_spool_removals().is_empty(),
+            "all still in the window"
+        );
+        // A segment handed out but not stored before it leaves the window.
+        feed(&mut p, 20_000, 2.0, 30, 20_000);
+        let late = p.segments_to_spool();
+        assert!(!late.is_empty());
+        feed(&mut p, 22_000, 30.0, 30, 22_000);
+        let removed = p.take_spool_removals();
+        assert_eq!(removed.len(), stored.len(), "{removed:?} vs {stored:?}");
+        for k in &stored {
+            assert!(removed.contains(k));
+        }
+        assert!(p.take_spool_removals().is_empty());
+        for j in &late {
+            assert!(!p.evict(&j.rid, j.msn), "gone: the caller deletes its copy");
+        }
+    }
+
+    #[test]
+    fn memory_stays_bounded_by_the_horizon_when_spooled() {
+        let mut p = spool_packager(3600.0, 8.0);
+        let mut peak_late = 0;
+        for i in 0..60i64 {
+            feed(&mut p, i * 10_000, 10.0, 30, i * 10_000);
+            for j in p.segments_to_spool() {
+                p.evict(&j.rid, j.msn);
+            }
+            if i >= 5 {
+                peak_late = peak_late.max(p.memory_bytes());
+            }
+        }
+        let v = p.rendition("v1").unwrap();
+        assert!(v.segments.len() > 250, "the window keeps growing");
+        let in_memory = v
+            .segments
+            .iter()
+            .filter(|s| v.segment_data(s.msn).is_some())
+            .count();
+        assert!(
+            (4..=6).contains(&in_memory),
+            "{in_memory} segments in memory"
+        );
+        // 10 minutes of media, a few segments' worth in memory.
+        let total: u64 = p.renditions().iter().map(|r| r.bytes_total).sum();
+        assert!(peak_late * 20 < total, "{peak_late} of {total}");
     }
 
     #[test]
