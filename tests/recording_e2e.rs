@@ -131,7 +131,10 @@ fn a_recording_live_entry_becomes_a_playable_media_entry() {
         json!({"type":"live","name":"Match day","tags":["football"],"recording":true}),
     );
     let spec = PublishSpec::new(Some(VideoCodec::H264 { bframes: 2 }), true, 60.0);
-    server.publish_all(&ffmpeg, &key, &spec);
+    let mut publisher = Publisher::spawn(&ffmpeg, &server.rtmp_url(&key), &spec, &server.dir.path);
+    if publisher.wait_exit(400).is_none_or(|st| !st.success()) {
+        server.fail(format!("publisher failed:\n{}", publisher.log_text()));
+    }
 
     let id = recorded_entry(&server, &token, &live);
     let e = wait_ready(&server, &token, &id);

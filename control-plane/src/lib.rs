@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod recording;
 pub mod search;
+pub mod shared_store;
 pub mod storage;
 pub mod upload;
 
