@@ -207,7 +207,10 @@ pub async fn media_store(
         return Ok(None);
     };
     let shared = vela_storage::Storage::open(backend).await?;
-    tracing::info!(storage = shared.describe(), "media content is shared through object storage");
+    tracing::info!(
+        storage = shared.describe(),
+        "media content is shared through object storage"
+    );
     let store =
         vela_control_plane::shared_store::SharedMediaStore::open(data.join("media"), shared)
             .await?;

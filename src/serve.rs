@@ -212,7 +212,10 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let n = recordings.recover().await;
             if n > 0 {
-                tracing::info!(recordings = n, "recordings left by a stopped server are ready");
+                tracing::info!(
+                    recordings = n,
+                    "recordings left by a stopped server are ready"
+                );
             }
         });
     }
@@ -339,7 +342,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     // recorders finish their pieces (what does not finish is recovered at the next start).
     tokio::time::sleep(Duration::from_millis(100)).await;
     if !recordings.wait_idle(Duration::from_secs(4)).await {
-        tracing::warn!("some recordings were still finishing at shutdown; they complete at the next start");
+        tracing::warn!(
+            "some recordings were still finishing at shutdown; they complete at the next start"
+        );
     }
     let _ = stop_tx.send(true);
     // Open requests (blocked playlist reloads, streamed segments) get a few

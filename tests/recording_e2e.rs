@@ -65,18 +65,29 @@ fn create_live(server: &Server, token: &str, body: Value) -> (String, String) {
 }
 
 fn entry(server: &Server, token: &str, id: &str) -> Value {
-    let (s, e) = api(server, "GET", &format!("/api/v1/entries/{id}"), Some(token), None);
+    let (s, e) = api(
+        server,
+        "GET",
+        &format!("/api/v1/entries/{id}"),
+        Some(token),
+        None,
+    );
     assert_eq!(s, 200, "{e}");
     e
 }
 
 /// The live entry's latest recording, once it is linked.
 fn recorded_entry(server: &Server, token: &str, live: &str) -> String {
-    server.poll("the live entry's recording", 300, Duration::from_millis(100), || {
-        entry(server, token, live)["recorded_entry_id"]
-            .as_str()
-            .map(str::to_string)
-    })
+    server.poll(
+        "the live entry's recording",
+        300,
+        Duration::from_millis(100),
+        || {
+            entry(server, token, live)["recorded_entry_id"]
+                .as_str()
+                .map(str::to_string)
+        },
+    )
 }
 
 /// Media entries of the admin partner, oldest first.
@@ -140,9 +151,18 @@ fn a_recording_live_entry_becomes_a_playable_media_entry() {
     let e = wait_ready(&server, &token, &id);
     assert_eq!(e["source_entry_id"], live.as_str(), "{e}");
     assert_eq!(e["tags"], json!(["football"]), "{e}");
-    assert!(e["name"].as_str().unwrap().starts_with("Match day (recording "), "{e}");
+    assert!(
+        e["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("Match day (recording "),
+        "{e}"
+    );
     let duration = e["duration_s"].as_f64().unwrap();
-    assert!((59.0..=61.0).contains(&duration), "duration {duration}: {e}");
+    assert!(
+        (59.0..=61.0).contains(&duration),
+        "duration {duration}: {e}"
+    );
     let stored = e["stored_bytes"].as_i64().unwrap();
     assert!(stored > 1_000_000, "{e}");
 
@@ -174,14 +194,19 @@ fn a_recording_live_entry_becomes_a_playable_media_entry() {
             t = start.parse().unwrap();
         }
         let d: u64 = c.attr("d").unwrap().parse().unwrap();
-        let r = server.get(&format!("/vod/{id}/QualityLevels({bitrate})/Fragments(video={t})"));
+        let r = server.get(&format!(
+            "/vod/{id}/QualityLevels({bitrate})/Fragments(video={t})"
+        ));
         assert_eq!(r.status, 200, "Smooth fragment at {t}");
         t += d;
         total += d;
         fragments += 1;
     }
     let secs = total as f64 / 10_000_000.0;
-    assert!((59.0..=61.0).contains(&secs), "Smooth lists {secs} s in {fragments} fragments");
+    assert!(
+        (59.0..=61.0).contains(&secs),
+        "Smooth lists {secs} s in {fragments} fragments"
+    );
 
     // Thumbnails of the recording.
     let thumb = server.get(&format!("/thumb/{id}/30.jpg?width=160"));
@@ -212,11 +237,27 @@ fn a_recording_live_entry_becomes_a_playable_media_entry() {
         Some(json!({"expires_at": 1})),
     );
     assert_eq!(s, 200, "{p}");
-    server.poll("the expired entry to go", 600, Duration::from_millis(100), || {
-        let (s, _) = api(&server, "GET", &format!("/api/v1/entries/{id}"), Some(&token), None);
-        (s == 404).then_some(())
-    });
-    assert!(!content_dir.exists(), "content of an expired entry is deleted");
+    server.poll(
+        "the expired entry to go",
+        600,
+        Duration::from_millis(100),
+        || {
+            let (s, _) = api(
+                &server,
+                "GET",
+                &format!("/api/v1/entries/{id}"),
+                Some(&token),
+                None,
+            );
+            (s == 404).then_some(())
+        },
+    );
+    server.poll(
+        "the expired content to go",
+        300,
+        Duration::from_millis(100),
+        || (!content_dir.exists()).then_some(()),
+    );
     assert_eq!(server.get(&format!("/vod/{id}/master.m3u8")).status, 404);
     let (_, u) = api(&server, "GET", "/api/v1/usage", Some(&token), None);
     let left = u
@@ -233,24 +274,31 @@ fn a_recording_live_entry_becomes_a_playable_media_entry() {
 #[test]
 fn a_recording_survives_kill_9() {
     let ffmpeg = require_tool("ffmpeg");
-    let server = Server::start_with_config(
-        "[auth]\npublish = \"open\"\n[recording]\nopen_streams = true\n",
-    );
+    let server =
+        Server::start_with_config("[auth]\npublish = \"open\"\n[recording]\nopen_streams = true\n");
     let token = admin_token(&server);
     let spec = PublishSpec::new(Some(VideoCodec::H264 { bframes: 0 }), true, 60.0);
     let mut publisher = Publisher::spawn(&ffmpeg, &server.rtmp_url("cam"), &spec, &server.dir.path);
     // About 20 s of media: ten 2 s segments of each of the two renditions.
-    server.poll("20 s of recording", 1200, Duration::from_millis(100), || {
-        (metric(&server, "vela_segments_total") >= 20.0).then_some(())
-    });
+    server.poll(
+        "20 s of recording",
+        1200,
+        Duration::from_millis(100),
+        || (metric(&server, "vela_segments_total") >= 20.0).then_some(()),
+    );
     let server = server.kill9_and_restart();
     publisher.kill_hard();
 
-    let media = server.poll("the recovered recording", 600, Duration::from_millis(100), || {
-        media_entries(&server, &token)
-            .into_iter()
-            .find(|e| e["status"] == "ready")
-    });
+    let media = server.poll(
+        "the recovered recording",
+        600,
+        Duration::from_millis(100),
+        || {
+            media_entries(&server, &token)
+                .into_iter()
+                .find(|e| e["status"] == "ready")
+        },
+    );
     assert_eq!(media["metadata"]["stream"], "cam", "{media}");
     let id = media["id"].as_str().unwrap();
     let duration = media["duration_s"].as_f64().unwrap();
@@ -285,12 +333,21 @@ fn reconnects_stay_one_recording_and_long_streams_come_in_pieces() {
     let token = admin_token(&server);
     let first = PublishSpec::new(Some(VideoCodec::H264 { bframes: 0 }), true, 8.0);
     let mut p = Publisher::spawn(&ffmpeg, &server.rtmp_url("show"), &first, &server.dir.path);
-    assert!(p.wait_exit(200).is_some_and(|s| s.success()), "{}", p.log_text());
+    assert!(
+        p.wait_exit(200).is_some_and(|s| s.success()),
+        "{}",
+        p.log_text()
+    );
     // The first publish ended cleanly: that ends the stream (and its recording).
-    let one = server.poll("the first recording", 600, Duration::from_millis(100), || {
-        let m = media_entries(&server, &token);
-        (m.len() == 1 && m[0]["status"] == "ready").then(|| m[0].clone())
-    });
+    let one = server.poll(
+        "the first recording",
+        600,
+        Duration::from_millis(100),
+        || {
+            let m = media_entries(&server, &token);
+            (m.len() == 1 && m[0]["status"] == "ready").then(|| m[0].clone())
+        },
+    );
     let id = one["id"].as_str().unwrap();
     let frames = count_video_frames(&server, &server.url(&format!("/vod/{id}/master.m3u8")));
     assert_eq!(frames, first.video_frames(), "{one}");
@@ -306,7 +363,11 @@ fn reconnects_stay_one_recording_and_long_streams_come_in_pieces() {
     p.kill_hard();
     let b = PublishSpec::new(Some(VideoCodec::H264 { bframes: 0 }), true, 16.0);
     let mut p = Publisher::spawn(&ffmpeg, &server.rtmp_url("show"), &b, &server.dir.path);
-    assert!(p.wait_exit(200).is_some_and(|s| s.success()), "{}", p.log_text());
+    assert!(
+        p.wait_exit(200).is_some_and(|s| s.success()),
+        "{}",
+        p.log_text()
+    );
     let pieces = server.poll("the pieces", 600, Duration::from_millis(100), || {
         let m: Vec<Value> = media_entries(&server, &token)
             .into_iter()
@@ -320,7 +381,11 @@ fn reconnects_stay_one_recording_and_long_streams_come_in_pieces() {
         .iter()
         .filter(|e| e["name"].as_str().unwrap().contains(", part "))
         .count();
-    assert_eq!(parts, pieces.len() - 1, "one first piece, then parts: {pieces:?}");
+    assert_eq!(
+        parts,
+        pieces.len() - 1,
+        "one first piece, then parts: {pieces:?}"
+    );
     for (i, e) in pieces.iter().enumerate() {
         let d = e["duration_s"].as_f64().unwrap();
         assert!(d <= 14.5, "piece {i} lasts {d} s: {e}");
@@ -350,37 +415,69 @@ fn two_nodes_share_recordings_and_uploads_through_s3() {
     );
     let a = Server::start_with_config(&config);
     let b = Server::start_with_config(&config);
-    let secret_from = if a.data.join("admin-secret").exists() { &a } else { &b };
+    let secret_from = if a.data.join("admin-secret").exists() {
+        &a
+    } else {
+        &b
+    };
     let token = admin_token(secret_from);
-    let (live, key) = create_live(&a, &token, json!({"type":"live","name":"Shared","recording":true}));
+    let (live, key) = create_live(
+        &a,
+        &token,
+        json!({"type":"live","name":"Shared","recording":true}),
+    );
 
     let spec = PublishSpec::new(Some(VideoCodec::H264 { bframes: 0 }), true, 30.0);
     let mut publisher = Publisher::spawn(&ffmpeg, &a.rtmp_url(&key), &spec, &a.dir.path);
     // 10 s in, the bucket goes away for the rest of the stream and 20 s in all.
-    a.poll("10 s of the stream", 600, Duration::from_millis(100), || {
-        (metric(&a, "vela_segments_total") >= 10.0).then_some(())
-    });
-    s3.stop();
+    a.poll(
+        "10 s of the stream",
+        600,
+        Duration::from_millis(100),
+        || (metric(&a, "vela_segments_total") >= 10.0).then_some(()),
+    );
     let during = metric(&a, "vela_segments_total");
-    assert!(publisher.wait_exit(200).is_some_and(|s| s.success()), "{}", publisher.log_text());
+    s3.stop();
+    assert!(
+        publisher.wait_exit(200).is_some_and(|s| s.success()),
+        "{}",
+        publisher.log_text()
+    );
     // The live stream went on during the outage.
-    assert!(metric(&a, "vela_segments_total") >= during + 16.0, "segments stalled");
+    assert!(
+        metric(&a, "vela_segments_total") >= during + 16.0,
+        "segments stalled"
+    );
     let id = recorded_entry(&a, &token, &live);
     // Ready on node A while the bucket is still away: the content is local first.
     wait_ready(&a, &token, &id);
-    a.poll("the outage to be noticed", 600, Duration::from_millis(100), || {
-        a.stderr().contains("cannot copy content to shared storage").then_some(())
-    });
+    a.poll(
+        "the outage to be noticed",
+        600,
+        Duration::from_millis(100),
+        || {
+            a.stderr()
+                .contains("cannot copy content to shared storage")
+                .then_some(())
+        },
+    );
     // The bucket has been away for the last 20 s of the stream: it comes back.
     s3.restart();
 
     // Node B plays A's recording once the copy reached the bucket.
     let frames = spec.video_frames();
     let hls_b = b.url(&format!("/vod/{id}/master.m3u8"));
-    b.poll("the recording on node B", 600, Duration::from_millis(200), || {
-        (b.get(&format!("/vod/{id}/master.m3u8")).status == 200).then_some(())
-    });
-    assert_eq!(count_video_frames(&b, &hls_b), frames, "frames played from node B");
+    b.poll(
+        "the recording on node B",
+        600,
+        Duration::from_millis(200),
+        || (b.get(&format!("/vod/{id}/master.m3u8")).status == 200).then_some(()),
+    );
+    assert_eq!(
+        count_video_frames(&b, &hls_b),
+        frames,
+        "frames played from node B"
+    );
     let outages = a
         .stderr()
         .matches("cannot copy content to shared storage")
@@ -390,15 +487,36 @@ fn two_nodes_share_recordings_and_uploads_through_s3() {
     // An upload through B plays from A.
     let src = a.dir.path.join("clip.mp4");
     let (st, _, err) = run_bounded(
-        Command::new(&ffmpeg).args([
-            "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-            "testsrc2=size=640x360:rate=25", "-t", "6", "-c:v", "libx264", "-g", "25",
-            "-pix_fmt", "yuv420p",
-        ]).arg(&src),
+        Command::new(&ffmpeg)
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=640x360:rate=25",
+                "-t",
+                "6",
+                "-c:v",
+                "libx264",
+                "-g",
+                "25",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg(&src),
         Duration::from_secs(120),
     );
     assert!(st.success(), "{err}");
-    let (s, m) = api(&b, "POST", "/api/v1/entries", Some(&token), Some(json!({"type":"media","name":"clip"})));
+    let (s, m) = api(
+        &b,
+        "POST",
+        "/api/v1/entries",
+        Some(&token),
+        Some(json!({"type":"media","name":"clip"})),
+    );
     assert_eq!(s, 201, "{m}");
     let clip = m["id"].as_str().unwrap().to_string();
     let auth = format!("Bearer {token}");
@@ -411,13 +529,25 @@ fn two_nodes_share_recordings_and_uploads_through_s3() {
     )
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text_lossy(300));
-    a.poll("the upload on node A", 600, Duration::from_millis(200), || {
-        (a.get(&format!("/vod/{clip}/master.m3u8")).status == 200).then_some(())
-    });
-    assert_eq!(count_video_frames(&a, &a.url(&format!("/vod/{clip}/master.m3u8"))), 150);
+    a.poll(
+        "the upload on node A",
+        600,
+        Duration::from_millis(200),
+        || (a.get(&format!("/vod/{clip}/master.m3u8")).status == 200).then_some(()),
+    );
+    assert_eq!(
+        count_video_frames(&a, &a.url(&format!("/vod/{clip}/master.m3u8"))),
+        150
+    );
 
     // Deleting through A removes it everywhere (B's cached copy is not served).
-    let (s, _) = api(&a, "DELETE", &format!("/api/v1/entries/{clip}"), Some(&token), None);
+    let (s, _) = api(
+        &a,
+        "DELETE",
+        &format!("/api/v1/entries/{clip}"),
+        Some(&token),
+        None,
+    );
     assert_eq!(s, 204);
     assert_eq!(b.get(&format!("/vod/{clip}/master.m3u8")).status, 404);
 }

@@ -89,10 +89,10 @@ fn gen_entries(n: usize, vocab: &[String], rng: &mut StdRng) -> Vec<EntryRow> {
                 status_reason: None,
                 media: None,
                 content_name: None,
-            source_entry_id: None,
-            recorded_entry_id: None,
-            expires_at: None,
-            stored_bytes: None,
+                source_entry_id: None,
+                recorded_entry_id: None,
+                expires_at: None,
+                stored_bytes: None,
             }
         })
         .collect()

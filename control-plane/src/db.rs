@@ -819,7 +819,11 @@ impl Db {
     }
 
     /// (partner, id) of entries whose retention has passed at `now`, at most `limit`.
-    pub async fn expired_entries(&self, now: i64, limit: i64) -> Result<Vec<(i64, String)>, DbError> {
+    pub async fn expired_entries(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, DbError> {
         let rows = sqlx::query(
             "SELECT partner_id, id FROM entries WHERE expires_at IS NOT NULL AND expires_at <= $1 \
              ORDER BY expires_at LIMIT $2",

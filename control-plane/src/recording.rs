@@ -25,10 +25,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::Auth;
-use crate::error::ErrorBody;
 use crate::auth::{self, now_s};
 use crate::content::EntryStatus;
 use crate::db::EntryRow;
+use crate::error::ErrorBody;
 use crate::upload::Failure;
 use crate::{ApiError, ControlPlane, DbError};
 
@@ -180,7 +180,13 @@ impl ControlPlane {
             self.cache_forget(live);
         }
         self.after_write().await;
-        tracing::info!(stream, entry = row.id, partner = row.partner_id, piece, "recording started");
+        tracing::info!(
+            stream,
+            entry = row.id,
+            partner = row.partner_id,
+            piece,
+            "recording started"
+        );
         Ok(Some(row.id))
     }
 
@@ -358,5 +364,8 @@ pub async fn get_usage(
 }
 
 fn bounded(s: &str, max_chars: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
 }

@@ -65,8 +65,7 @@ impl SharedMediaStore {
                 };
                 while let Ok(Some(f)) = files.next_entry().await {
                     let file_name = f.file_name();
-                    let Some(name) = file_name.to_str().and_then(|n| n.strip_prefix(MARKER))
-                    else {
+                    let Some(name) = file_name.to_str().and_then(|n| n.strip_prefix(MARKER)) else {
                         continue;
                     };
                     if let Some(entry) = e.file_name().to_str() {
@@ -76,7 +75,11 @@ impl SharedMediaStore {
             }
         }
         for (entry, name) in pending {
-            tracing::info!(entry, name, "resuming the copy of content to shared storage");
+            tracing::info!(
+                entry,
+                name,
+                "resuming the copy of content to shared storage"
+            );
             store.spawn_share(entry, name);
         }
         Ok(store)
@@ -194,7 +197,12 @@ impl MediaStore for SharedMediaStore {
             }
             match self.shared.get_to_file(&k, &path).await {
                 Ok(bytes) => {
-                    tracing::info!(entry = entry_id, name, bytes, "content fetched from shared storage");
+                    tracing::info!(
+                        entry = entry_id,
+                        name,
+                        bytes,
+                        "content fetched from shared storage"
+                    );
                     Ok(Some(path))
                 }
                 Err(StorageError::NotFound { .. }) => Ok(None),

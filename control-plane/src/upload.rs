@@ -441,7 +441,11 @@ impl ControlPlane {
         let path = match self.inner.store.fetch(entry_id, name).await {
             Ok(Some(path)) => path,
             Ok(None) => {
-                tracing::warn!(entry = entry_id, name, "the content of a media entry is missing");
+                tracing::warn!(
+                    entry = entry_id,
+                    name,
+                    "the content of a media entry is missing"
+                );
                 return Ok(None);
             }
             Err(e) => {

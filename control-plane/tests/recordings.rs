@@ -60,8 +60,10 @@ async fn lifecycle(app: App) {
             "POST",
             "/api/v1/entries",
             Some(&tok),
-            Some(json!({"type":"live","name":"Cup","tags":["final"],"recording":true,
-                "drm":{"hls":"aes-128","dash":"cenc","mss":"none"}})),
+            Some(
+                json!({"type":"live","name":"Cup","tags":["final"],"recording":true,
+                "drm":{"hls":"aes-128","dash":"cenc","mss":"none"}}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{live}");
@@ -83,7 +85,10 @@ async fn lifecycle(app: App) {
             .unwrap(),
         None
     );
-    assert_eq!(cp.begin_recording("openstream", 1, None).await.unwrap(), None);
+    assert_eq!(
+        cp.begin_recording("openstream", 1, None).await.unwrap(),
+        None
+    );
     let id = cp.begin_recording(live_id, 1, None).await.unwrap().unwrap();
 
     let (_, e) = app
@@ -95,7 +100,12 @@ async fn lifecycle(app: App) {
     assert_eq!(e["tags"], json!(["final"]), "{e}");
     assert_eq!(e["drm"]["dash"], "cenc", "the live entry's DRM policy: {e}");
     let (_, l) = app
-        .call("GET", &format!("/api/v1/entries/{live_id}"), Some(&tok), None)
+        .call(
+            "GET",
+            &format!("/api/v1/entries/{live_id}"),
+            Some(&tok),
+            None,
+        )
         .await;
     assert_eq!(l["recorded_entry_id"], id.as_str(), "{l}");
 
@@ -118,11 +128,7 @@ async fn lifecycle(app: App) {
     assert_eq!(std::fs::metadata(&source.path).unwrap().len(), 5000);
 
     // A second piece that holds nothing playable fails, with its reason.
-    let id2 = cp
-        .begin_recording(live_id, 2, None)
-        .await
-        .unwrap()
-        .unwrap();
+    let id2 = cp.begin_recording(live_id, 2, None).await.unwrap().unwrap();
     let (_, e2) = app
         .call("GET", &format!("/api/v1/entries/{id2}"), Some(&tok), None)
         .await;
@@ -184,13 +190,14 @@ async fn lifecycle(app: App) {
     assert_eq!(u.as_array().map_or(0, Vec::len), 0, "{u}");
 
     // A recording whose entry was deleted meanwhile: the file goes too.
-    let id3 = cp
-        .begin_recording(live_id, 3, None)
-        .await
-        .unwrap()
-        .unwrap();
+    let id3 = cp.begin_recording(live_id, 3, None).await.unwrap().unwrap();
     let (s, _) = app
-        .call("DELETE", &format!("/api/v1/entries/{id3}"), Some(&tok), None)
+        .call(
+            "DELETE",
+            &format!("/api/v1/entries/{id3}"),
+            Some(&tok),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let f3 = mp4_file(work.path(), "three.mp4", 100);

@@ -31,10 +31,10 @@ fn entry(id: &str, partner: i64, kind: &str, name: &str, tags: &[&str], created:
         status_reason: None,
         media: None,
         content_name: None,
-            source_entry_id: None,
-            recorded_entry_id: None,
-            expires_at: None,
-            stored_bytes: None,
+        source_entry_id: None,
+        recorded_entry_id: None,
+        expires_at: None,
+        stored_bytes: None,
     }
 }
 

@@ -352,7 +352,6 @@ pub fn tail(s: &str, max: usize) -> String {
     format!("[…]{}", &s[start..])
 }
 
-
 // ---------------------------------------------------------------------------
 // The control-plane API
 // ---------------------------------------------------------------------------
@@ -1540,7 +1539,12 @@ pub fn pg_database(label: &str) -> String {
     let name = format!("vela_{label}_{}_{n}", std::process::id());
     let psql = Command::new("psql")
         .arg(&server)
-        .args(["-v", "ON_ERROR_STOP=1", "-c", &format!("CREATE DATABASE {name}")])
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
         .output()
         .expect("psql");
     assert!(

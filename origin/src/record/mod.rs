@@ -206,7 +206,11 @@ impl Recordings {
                     }
                 }
                 Err(reason) => {
-                    tracing::warn!(entry, reason, "a recording left by a stopped server holds nothing playable");
+                    tracing::warn!(
+                        entry,
+                        reason,
+                        "a recording left by a stopped server holds nothing playable"
+                    );
                     self.inner.catalog.fail(&entry, &reason).await;
                     FAILED.inc();
                     let _ = tokio::fs::remove_dir_all(&piece_dir).await;
@@ -260,7 +264,11 @@ impl Recordings {
                 Ok(e) => e,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     if piece.is_some() {
-                        tracing::warn!(stream, missed = n, "recorder fell behind; the recording gets a gap");
+                        tracing::warn!(
+                            stream,
+                            missed = n,
+                            "recorder fell behind; the recording gets a gap"
+                        );
                         LAGGED.inc();
                     }
                     MediaEvent::Discontinuity
@@ -396,10 +404,15 @@ impl Recordings {
             }
         };
         let (done_tx, done_rx) = oneshot::channel();
-        let sent = tx.send(Cmd::Finish(Box::new(finish), done_tx)).await.is_ok();
+        let sent = tx
+            .send(Cmd::Finish(Box::new(finish), done_tx))
+            .await
+            .is_ok();
         drop(tx);
         let ready = if sent {
-            done_rx.await.unwrap_or_else(|_| Err("writer stopped".into()))
+            done_rx
+                .await
+                .unwrap_or_else(|_| Err("writer stopped".into()))
         } else {
             Err("writer stopped".into())
         };
@@ -416,7 +429,12 @@ impl Recordings {
                     .unwrap_or_else(|e| Err(e.to_string()));
                 match recovered {
                     Ok(ready) => {
-                        tracing::warn!(stream, entry, reason, "recording piece finished from its journal after a write error");
+                        tracing::warn!(
+                            stream,
+                            entry,
+                            reason,
+                            "recording piece finished from its journal after a write error"
+                        );
                         self.complete(&entry, &dir, &ready).await;
                     }
                     Err(e) => {
@@ -462,13 +480,7 @@ enum Cmd {
 
 /// The writer thread of one piece: appends, flushes when the queue runs dry,
 /// finishes on request. Stops at the first write error (logged, counted).
-fn write_piece(
-    dir: &Path,
-    first: Append,
-    mut rx: mpsc::Receiver<Cmd>,
-    stream: &str,
-    entry: &str,
-) {
+fn write_piece(dir: &Path, first: Append, mut rx: mpsc::Receiver<Cmd>, stream: &str, entry: &str) {
     let mut files = match file::PieceFiles::create(dir).and_then(|mut f| {
         f.append(&first)?;
         f.flush()?;
