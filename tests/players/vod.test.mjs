@@ -8,7 +8,12 @@
 // Sources (made at test time with Debian's ffmpeg 5.1): 60 s of testsrc2
 // 640x360 at 25 fps, x264 with B-frames (`-bf 3 -g 50`: composition offsets,
 // 2 s GOPs), AAC, the moov box at the end of the file; and a shorter one
-// with two audio languages (eng, fra).
+// with two audio languages (eng, fra). And a recording (live-to-VOD): a live
+// entry created with `"recording": true`, published to for 30 s over RTMP by
+// ffmpeg (`-re`, testsrc2 640x360 25 fps, x264 veryfast `-g 50`, AAC, FLV;
+// `-t 30`, so the publisher stops cleanly), whose `recorded_entry_id` names
+// a media entry that is polled (bounded) until `ready`; its expected duration
+// is ffprobe's on its `/vod/ID/master.m3u8` (which must be 30 s within 2 s).
 //
 // Each playback case (hls.js HLS, dash.js DASH, dash.js Smooth, Shaka HLS,
 // Shaka DASH) asserts: playback starts at the beginning and currentTime
@@ -19,9 +24,13 @@
 // reaches the end (the `ended` event, or currentTime within 0.5 s of the
 // duration); no fatal player error throughout; no stall over 0.5 s while
 // playing (the wait for data right after a seek is the seek's, measured and
-// printed as "resumed after", not a stall). The two-language cases assert
-// that the player offers both languages and plays. The closing `after`
-// prints the table and writes target/player-tests/vod-results.json.
+// printed as "resumed after", not a stall). The recording's case (hls.js
+// on its HLS, default settings) asserts the same, with the seek points taken
+// from the recording's ffprobe duration D: the middle (D/2) and near the end
+// (D - 3 s), to 0.1 s. The two-language cases assert that the player offers
+// both languages and plays. The closing `after` prints the table (the seek
+// columns: the middle and near-end seeks, whatever their targets) and writes
+// target/player-tests/vod-results.json.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -30,7 +39,8 @@ import { after, before, describe, test } from 'node:test';
 
 import {
   Api, ROOT, Vela, chromiumVersion, get, launchChromium, makeSourceMp4, makeWatch, makeWorkDir,
-  openPlayerPage, paneDiagnostics, probeDuration, reportResults, sleep, startStaticServer, velaBinary,
+  openPlayerPage, paneDiagnostics, poll, probeDuration, reportResults, sleep, spawnLogged, startStaticServer,
+  tail, velaBinary,
 } from './lib.mjs';
 
 const STALL_LIMIT_S = 0.5;
@@ -41,6 +51,8 @@ const PLAY_TRIES = 120; // 30 s for a few seconds of media
 const SOURCE_S = 60;
 const MIDDLE_S = 30;
 const NEAR_END_S = 57;
+const RECORDING_S = 30; // what the publisher sends of a recorded live entry
+const NEAR_END_BEFORE_S = SOURCE_S - NEAR_END_S; // the near-end seek: this long before the end
 const FRAME_S = 1 / 25;
 
 const MANIFESTS = { hls: 'master.m3u8', dash: 'manifest.mpd', mss: 'Manifest' };
@@ -78,6 +90,7 @@ function record(name, c, s, extra = {}) {
     pane: c.spec,
     entry: c.src.entry.id,
     source_duration_s: +c.src.duration.toFixed(3),
+    seek_targets: c.seekTargets,
     player_duration_s: s.duration,
     start_ct: s.startTime,
     media_played_s: +s.mediaPlayed.toFixed(2),
@@ -127,18 +140,23 @@ async function seekAndPlay(c, to, playS) {
   return s;
 }
 
-/** Play from the start, check the duration, seek to the middle, seek near the end, play to the end. */
-async function vodCase(name, spec) {
-  const c = await openPane(spec, ctx.main);
+/**
+ * Play from the start, check the duration, seek to the middle, seek near the
+ * end, play to the end. `src`: the main upload, or another `{ entry,
+ * duration }` with its own seek points.
+ */
+async function vodCase(name, spec, src = ctx.main, { middle = MIDDLE_S, nearEnd = NEAR_END_S } = {}) {
+  const c = await openPane(spec, src);
+  c.seekTargets = [middle, nearEnd];
   try {
     let s = await watch(c, 'playback to start', START_TRIES, (x) => x.playing);
     assert.ok(s.startTime < 1, `${spec}: playback started at ${s.startTime} s, not at the beginning`);
     s = await watch(c, '3 s of media from the start', PLAY_TRIES, (x) => x.mediaPlayed >= 3);
     assert.ok(s.currentTime > s.startTime, 'currentTime advanced');
-    assert.ok(s.duration != null && Math.abs(s.duration - ctx.main.duration) <= DURATION_TOLERANCE_S,
-      `${spec}: the player's duration ${s.duration} s, the source's ${ctx.main.duration} s\n${await diagnostics(c, s)}`);
-    await seekAndPlay(c, MIDDLE_S, 3);
-    await seekAndPlay(c, NEAR_END_S, 0);
+    assert.ok(s.duration != null && Math.abs(s.duration - src.duration) <= DURATION_TOLERANCE_S,
+      `${spec}: the player's duration ${s.duration} s, the source's ${src.duration} s\n${await diagnostics(c, s)}`);
+    await seekAndPlay(c, middle, 3);
+    await seekAndPlay(c, nearEnd, 0);
     s = await watch(c, 'playback to reach the end', PLAY_TRIES,
       (x) => x.endedEvent || x.ended || (x.duration != null && x.currentTime >= x.duration - 0.5));
     // Reaching the end within 0.5 s of it is enough; give `ended` a moment
@@ -148,8 +166,8 @@ async function vodCase(name, spec) {
       s = await c.snap();
     }
     assert.equal(s.fatal.length, 0, `${spec}: fatal errors ${JSON.stringify(s.fatal)}`);
-    assert.ok(s.duration != null && Math.abs(s.duration - ctx.main.duration) <= DURATION_TOLERANCE_S,
-      `${spec}: the player's duration ${s.duration} s at the end, the source's ${ctx.main.duration} s`);
+    assert.ok(s.duration != null && Math.abs(s.duration - src.duration) <= DURATION_TOLERANCE_S,
+      `${spec}: the player's duration ${s.duration} s at the end, the source's ${src.duration} s`);
     record(name, c, s);
   } catch (e) {
     await recordFailure(name, c, e);
@@ -177,6 +195,68 @@ async function languagesCase(name, spec) {
   }
 }
 
+/** The entry's HLS, DASH and Smooth manifests answer 200. */
+async function manifestsAnswer(entry) {
+  for (const m of Object.values(MANIFESTS)) {
+    const url = `${ctx.vela.http}/vod/${entry.id}/${m}`;
+    const r = await get(url);
+    assert.equal(r.status, 200, `GET ${url} answered ${r.status} ${r.error || ''}: ${r.text.slice(0, 300)}\n--- vela log ---\n${ctx.vela.logTail()}`);
+  }
+}
+
+/**
+ * ffmpeg publishing `seconds` of testsrc2 640x360 at 25 fps (x264 veryfast,
+ * 2 s GOPs, no B-frame options: x264's defaults) and a 440 Hz sine (AAC) to
+ * `url` as FLV, paced by `-re`; it stops by itself after `-t`.
+ */
+function publishFor(url, seconds) {
+  const log = path.join(ctx.workDir, 'ffmpeg-recording.log');
+  const args = ['-hide_banner', '-nostdin', '-loglevel', 'warning',
+    '-re', '-f', 'lavfi', '-i', 'testsrc2=size=640x360:rate=25',
+    '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    '-t', String(seconds), '-map', '0:v', '-map', '1:a',
+    '-c:v', 'libx264', '-preset', 'veryfast', '-g', '50', '-pix_fmt', 'yuv420p',
+    '-c:a', 'aac', '-f', 'flv', url];
+  fs.writeFileSync(path.join(ctx.workDir, 'ffmpeg-recording.cmd'), `ffmpeg ${args.join(' ')}\n`);
+  const child = spawnLogged(process.env.VELA_FFMPEG || 'ffmpeg', args, log);
+  child.logTail = () => tail(log, 3000);
+  return child;
+}
+
+/**
+ * A recorded live stream: a live entry with `recording: true`, `RECORDING_S`
+ * published to it, the publisher's clean stop, then (bounded polls) the live
+ * entry's `recorded_entry_id` and that media entry `ready`. Returns `{ entry,
+ * duration, live }`, the duration ffprobe's on the entry's HLS.
+ */
+async function recordLiveStream() {
+  const live = await ctx.api.call('POST', '/entries', { json: { type: 'live', name: 'players recording', recording: true } });
+  assert.ok(live && live.id && live.stream_key, `a new live entry: ${JSON.stringify(live)}`);
+  const pub = publishFor(ctx.vela.rtmpUrl(live.stream_key), RECORDING_S);
+  const logs = () => `--- ffmpeg log ---\n${pub.logTail()}\n--- vela log ---\n${ctx.vela.logTail()}`;
+  // -re and -t: RECORDING_S of wall time, and more on a busy machine.
+  await poll('the publisher to stop after -t', 4 * RECORDING_S + 60, 500, async () => pub.exited, async () => logs());
+  assert.equal(pub.exitCode_, 0, `ffmpeg exited ${pub.exitCode_ ?? pub.exitSignal_ ?? pub.spawnError}\n${logs()}`);
+  let last = null;
+  const id = await poll(`live entry ${live.id} to name its recording`, 150, 200, async () => {
+    last = await ctx.api.call('GET', `/entries/${live.id}`);
+    return last.recorded_entry_id || null;
+  }, async () => `last: ${JSON.stringify(last)}\n${logs()}`);
+  await poll(`recording ${id} to be ready`, 300, 200, async () => {
+    last = await ctx.api.call('GET', `/entries/${id}`);
+    if (last.status === 'error') throw new Error(`recording ${id} went to error: ${JSON.stringify(last)}\n${logs()}`);
+    return last.status === 'ready';
+  }, async () => `last: ${JSON.stringify(last)}\n${logs()}`);
+  const entry = last;
+  await manifestsAnswer(entry);
+  const duration = probeDuration(`${ctx.vela.http}/vod/${entry.id}/master.m3u8`);
+  console.log(`recording ${entry.id} of live entry ${live.id}: ready, ffprobe duration ${duration.toFixed(3)} s ` +
+    `(entry duration_s ${entry.duration_s})`);
+  assert.ok(Math.abs(duration - RECORDING_S) <= 2,
+    `the recording of ${RECORDING_S} s lasts ${duration} s (ffprobe)\n${JSON.stringify(entry)}`);
+  return { name: 'recording', entry, duration, live };
+}
+
 before(async () => {
   const workDir = makeWorkDir('vod');
   ctx = { workDir };
@@ -189,11 +269,7 @@ before(async () => {
     const file = makeSourceMp4(workDir, name, opts);
     const entry = await ctx.api.uploadMedia(`players ${name}`, file);
     const duration = probeDuration(file);
-    for (const m of Object.values(MANIFESTS)) {
-      const url = `${ctx.vela.http}/vod/${entry.id}/${m}`;
-      const r = await get(url);
-      assert.equal(r.status, 200, `GET ${url} answered ${r.status} ${r.error || ''}: ${r.text.slice(0, 300)}\n--- vela log ---\n${ctx.vela.logTail()}`);
-    }
+    await manifestsAnswer(entry);
     return { name, file, entry, duration };
   };
   ctx.main = await source('main', { seconds: SOURCE_S });
@@ -225,8 +301,8 @@ after(async () => {
       ['duration', 8, (r) => f2(r.player_duration_s)],
       ['source', 7, (r) => f2(r.source_duration_s)],
       ['start', 6, (r) => f2(r.start_ct)],
-      ['seek 30', 11, seek(0)],
-      ['seek 57', 11, seek(1)],
+      ['seek mid', 11, seek(0)],
+      ['seek end', 11, seek(1)],
       ['end ct', 7, (r) => f2(r.end_ct)],
       ['ended', 6, (r) => (r.ended_event ? 'yes' : 'no')],
       ['stalls', 6, (r) => r.stalls],
@@ -267,5 +343,20 @@ describe('VOD with two audio languages', { concurrency: 1 }, () => {
   });
   test('Shaka offers both languages (DASH)', { timeout: 120_000 }, async () => {
     await languagesCase('Shaka DASH 2 languages', 'shaka:dash');
+  });
+});
+
+describe('VOD of a recorded live stream', { concurrency: 1 }, () => {
+  before(async () => {
+    ctx.recorded = await recordLiveStream();
+  }, { timeout: 300_000 });
+
+  test('hls.js plays the recording\'s HLS (master.m3u8)', { timeout: 180_000 }, async () => {
+    const src = ctx.recorded;
+    // The seek points from the recording's duration, as 30 s and 57 s are
+    // from the 60 s source's.
+    const middle = Math.round(src.duration * 5) / 10;
+    const nearEnd = Math.round((src.duration - NEAR_END_BEFORE_S) * 10) / 10;
+    await vodCase('hls.js HLS recording', 'hlsjs:hls', src, { middle, nearEnd });
   });
 });
