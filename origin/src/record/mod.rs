@@ -20,6 +20,8 @@
 //! was written before the kill plays, nothing torn is ever served.
 
 mod file;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -253,12 +255,27 @@ impl Recordings {
         }
     }
 
+    /// [`Self::complete`] in its own task (a store that is away must not hold up the
+    /// stream's next piece), counted as running for [`Self::wait_idle`].
+    fn complete_in_background(&self, entry: String, dir: PathBuf, ready: PathBuf) {
+        let rec = self.clone();
+        self.inner.running.send_modify(|n| *n += 1);
+        tokio::spawn(async move {
+            rec.complete(&entry, &dir, &ready).await;
+            rec.inner.running.send_modify(|n| *n -= 1);
+        });
+    }
+
     /// The recorder task of one stream.
     async fn run(self, stream: String, mut events: broadcast::Receiver<MediaEvent>) {
         let mut piece_no = 0u32;
         let mut tracks: Option<TrackSet> = None;
         let mut piece: Option<Piece> = None;
-        let mut recording = None;
+        // After a local write error (a full disk), a new piece is tried after a
+        // backoff, at the next keyframe: the recording resumes when the disk does.
+        let mut resume_at: Option<tokio::time::Instant> = None;
+        let mut backoff = Duration::from_secs(5);
+        let mut refused_logged = false;
         loop {
             let event = match events.recv().await {
                 Ok(e) => e,
@@ -281,27 +298,17 @@ impl Recordings {
             if matches!(event, MediaEvent::End) {
                 break;
             }
-            // The first piece (or the next one after a cut) needs the tracks.
+            // The first piece (or the next one after a cut or a write error).
             if piece.is_none() {
                 let Some(t) = tracks.clone() else { continue };
-                if recording == Some(false) {
+                if resume_at.is_some_and(|at| tokio::time::Instant::now() < at) {
                     continue;
                 }
                 piece_no += 1;
                 match self.start_piece(&stream, piece_no, &t).await {
-                    Some(p) => {
-                        recording = Some(true);
-                        piece = Some(p);
-                    }
-                    None => {
-                        if recording.is_none() {
-                            // The stream does not record: stop listening.
-                            return;
-                        }
-                        piece_no -= 1;
-                        recording = Some(false);
-                        continue;
-                    }
+                    Some(p) => piece = Some(p),
+                    // The stream does not record (or no longer): stop listening.
+                    None => break,
                 }
             }
             let Some(p) = piece.as_mut() else { continue };
@@ -316,12 +323,21 @@ impl Recordings {
             };
             match pushed {
                 Ok(Push::Appended(a)) => {
-                    if !p.send(a).await {
-                        // The writer thread stopped on a write error: finish what it wrote.
+                    if p.send(a).await {
+                        backoff = Duration::from_secs(5);
+                    } else {
+                        // The writer thread stopped on a write error: finish what it
+                        // wrote, and try again later.
                         if let Some(p) = piece.take() {
                             self.finish_piece(&stream, p).await;
                         }
-                        recording = Some(false);
+                        tracing::warn!(
+                            stream,
+                            retry_in_s = backoff.as_secs(),
+                            "recording paused after a write error"
+                        );
+                        resume_at = Some(tokio::time::Instant::now() + backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
                     }
                 }
                 Ok(Push::Ignored) => {}
@@ -332,16 +348,20 @@ impl Recordings {
                     let Some(t) = tracks.clone() else { continue };
                     piece_no += 1;
                     piece = self.start_piece(&stream, piece_no, &t).await;
-                    if let Some(p) = piece.as_mut() {
-                        if let Ok(Push::Appended(a)) = p.writer.push(&event) {
-                            p.send(a).await;
+                    match piece.as_mut() {
+                        Some(p) => {
+                            if let Ok(Push::Appended(a)) = p.writer.push(&event) {
+                                p.send(a).await;
+                            }
                         }
+                        None => break,
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(stream, error = %e, "recording refused an event; starting a new piece");
-                    if let Some(done) = piece.take() {
-                        self.finish_piece(&stream, done).await;
+                    // The writer is unchanged by a refused frame: go on without it.
+                    if !refused_logged {
+                        tracing::warn!(stream, error = %e, "recording skipped a frame it cannot store");
+                        refused_logged = true;
                     }
                 }
             }
@@ -419,7 +439,7 @@ impl Recordings {
         match ready {
             Ok(ready) => {
                 tracing::info!(stream, entry, "recording piece finished");
-                self.complete(&entry, &dir, &ready).await;
+                self.complete_in_background(entry, dir, ready);
             }
             Err(reason) => {
                 // A write error stopped the files: what the journal holds still plays.
@@ -435,7 +455,7 @@ impl Recordings {
                             reason,
                             "recording piece finished from its journal after a write error"
                         );
-                        self.complete(&entry, &dir, &ready).await;
+                        self.complete_in_background(entry, dir, ready);
                     }
                     Err(e) => {
                         tracing::error!(stream, entry, reason, error = e, "recording piece lost");
