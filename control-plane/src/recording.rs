@@ -92,77 +92,60 @@ impl ControlPlane {
         } else {
             String::new()
         };
-        let mut row = match live {
-            Some(l) if l.kind == "live" => {
-                if !l.recording {
-                    return Ok(None);
-                }
-                EntryRow {
-                    id: auth::new_entry_id(),
-                    partner_id: l.partner_id,
-                    kind: "media".into(),
-                    name: bounded(&format!("{} (recording {stamp}{part})", l.name), 256),
-                    description: l.description.clone(),
-                    tags: l.tags.clone(),
-                    categories: l.categories.clone(),
-                    metadata: l.metadata.clone(),
-                    status: EntryStatus::Pending.as_str().into(),
-                    duration_s: None,
-                    thumbnail_url: None,
-                    stream_key_hash: None,
-                    stream_key_sealed: None,
-                    recording: false,
-                    dvr_window_s: 0,
-                    conversion_profile_id: l.conversion_profile_id,
-                    drm: l.drm.clone(),
-                    created_at: now,
-                    updated_at: now,
-                    status_reason: Some(REASON_RECORDING.into()),
-                    media: None,
-                    content_name: None,
-                    source_entry_id: Some(l.id.clone()),
-                    recorded_entry_id: None,
-                    expires_at: None,
-                    stored_bytes: None,
-                }
-            }
+        // Only a live entry with `recording` on, or (with a partner for them) an
+        // open-mode stream, records.
+        let live = match live {
+            Some(l) if l.kind == "live" && l.recording => Some(l),
             Some(_) => return Ok(None),
-            None => {
-                let Some(partner) = open_partner else {
-                    return Ok(None);
-                };
-                let mut metadata = serde_json::Map::new();
-                metadata.insert("stream".into(), serde_json::Value::String(stream.into()));
-                EntryRow {
-                    id: auth::new_entry_id(),
-                    partner_id: partner,
-                    kind: "media".into(),
-                    name: bounded(&format!("{stream} (recording {stamp}{part})"), 256),
-                    description: String::new(),
-                    tags: Vec::new(),
-                    categories: Vec::new(),
-                    metadata,
-                    status: EntryStatus::Pending.as_str().into(),
-                    duration_s: None,
-                    thumbnail_url: None,
-                    stream_key_hash: None,
-                    stream_key_sealed: None,
-                    recording: false,
-                    dvr_window_s: 0,
-                    conversion_profile_id: None,
-                    drm: Default::default(),
-                    created_at: now,
-                    updated_at: now,
-                    status_reason: Some(REASON_RECORDING.into()),
-                    media: None,
-                    content_name: None,
-                    source_entry_id: None,
-                    recorded_entry_id: None,
-                    expires_at: None,
-                    stored_bytes: None,
-                }
-            }
+            None if open_partner.is_some() => None,
+            None => return Ok(None),
         };
+        let mut row = EntryRow {
+            id: auth::new_entry_id(),
+            partner_id: open_partner.unwrap_or(1),
+            kind: "media".into(),
+            name: bounded(&format!("{stream} (recording {stamp}{part})"), 256),
+            description: String::new(),
+            tags: Vec::new(),
+            categories: Vec::new(),
+            metadata: serde_json::Map::new(),
+            status: EntryStatus::Pending.as_str().into(),
+            duration_s: None,
+            thumbnail_url: None,
+            stream_key_hash: None,
+            stream_key_sealed: None,
+            recording: false,
+            dvr_window_s: 0,
+            conversion_profile_id: None,
+            drm: Default::default(),
+            created_at: now,
+            updated_at: now,
+            status_reason: Some(REASON_RECORDING.into()),
+            media: None,
+            content_name: None,
+            source_entry_id: None,
+            recorded_entry_id: None,
+            expires_at: None,
+            stored_bytes: None,
+        };
+        match live {
+            // The live entry's description, labels and policies carry over.
+            Some(l) => {
+                row.partner_id = l.partner_id;
+                row.name = bounded(&format!("{} (recording {stamp}{part})", l.name), 256);
+                row.description = l.description;
+                row.tags = l.tags;
+                row.categories = l.categories;
+                row.metadata = l.metadata;
+                row.conversion_profile_id = l.conversion_profile_id;
+                row.drm = l.drm;
+                row.source_entry_id = Some(l.id);
+            }
+            None => {
+                row.metadata
+                    .insert("stream".into(), serde_json::Value::String(stream.into()));
+            }
+        }
         let mut tries = 0;
         loop {
             match self.inner.db.insert_entry(&row).await {

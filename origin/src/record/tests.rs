@@ -138,6 +138,24 @@ fn publish(p: &vela_media::hub::Publisher, seconds: u32) -> usize {
     frames
 }
 
+/// A hub with a recorder in `dir/recordings`, pieces of 10 s.
+fn recorder(dir: &Path, records: bool) -> (StreamHub, Arc<Catalog>, Recordings) {
+    let hub = StreamHub::new(1 << 16, Duration::from_secs(5));
+    let catalog = Arc::new(Catalog {
+        records,
+        ..Default::default()
+    });
+    let rec = Recordings::attach(
+        &hub,
+        catalog.clone(),
+        RecordingConfig {
+            dir: dir.join("recordings"),
+            piece: Duration::from_secs(10),
+        },
+    );
+    (hub, catalog, rec)
+}
+
 async fn until(catalog: &Catalog, mut ready: impl FnMut(&Catalog) -> bool) {
     for _ in 0..2000 {
         let notified = catalog.changed.notified();
@@ -152,19 +170,7 @@ async fn until(catalog: &Catalog, mut ready: impl FnMut(&Catalog) -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_stream_is_recorded_in_pieces_with_every_frame_once() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = StreamHub::new(1 << 16, Duration::from_secs(5));
-    let catalog = Arc::new(Catalog {
-        records: true,
-        ..Default::default()
-    });
-    let rec = Recordings::attach(
-        &hub,
-        catalog.clone(),
-        RecordingConfig {
-            dir: dir.path().join("recordings"),
-            piece: Duration::from_secs(10),
-        },
-    );
+    let (hub, catalog, rec) = recorder(dir.path(), true);
     let p = hub.publish("cam").unwrap();
     let sent = publish(&p, 25);
     p.finish();
@@ -186,16 +192,7 @@ async fn a_long_stream_is_recorded_in_pieces_with_every_frame_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_does_not_record_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = StreamHub::new(1 << 16, Duration::from_secs(5));
-    let catalog = Arc::new(Catalog::default());
-    let rec = Recordings::attach(
-        &hub,
-        catalog.clone(),
-        RecordingConfig {
-            dir: dir.path().join("recordings"),
-            piece: Duration::from_secs(10),
-        },
-    );
+    let (hub, catalog, rec) = recorder(dir.path(), false);
     let p = hub.publish("quiet").unwrap();
     publish(&p, 2);
     p.finish();
@@ -209,19 +206,7 @@ async fn a_piece_that_cannot_be_written_fails_and_costs_only_itself() {
     let dir = tempfile::tempdir().unwrap();
     // A file where the recordings directory should be: nothing can be created.
     std::fs::write(dir.path().join("recordings"), b"in the way").unwrap();
-    let hub = StreamHub::new(1 << 16, Duration::from_secs(5));
-    let catalog = Arc::new(Catalog {
-        records: true,
-        ..Default::default()
-    });
-    let rec = Recordings::attach(
-        &hub,
-        catalog.clone(),
-        RecordingConfig {
-            dir: dir.path().join("recordings"),
-            piece: Duration::from_secs(10),
-        },
-    );
+    let (hub, catalog, rec) = recorder(dir.path(), true);
     let p = hub.publish("disk").unwrap();
     publish(&p, 3);
     p.finish();
@@ -260,19 +245,7 @@ async fn a_piece_left_on_disk_is_recovered_at_start() {
     std::fs::write(piece.join(file::MEDIA), &media).unwrap();
     std::fs::write(piece.join(file::JOURNAL), &journal).unwrap();
 
-    let hub = StreamHub::new(1 << 16, Duration::from_secs(5));
-    let catalog = Arc::new(Catalog {
-        records: true,
-        ..Default::default()
-    });
-    let rec = Recordings::attach(
-        &hub,
-        catalog.clone(),
-        RecordingConfig {
-            dir: recordings.clone(),
-            piece: Duration::from_secs(10),
-        },
-    );
+    let (_hub, catalog, rec) = recorder(dir.path(), true);
     assert_eq!(rec.recover().await, 1);
     let done = catalog.done.lock().unwrap().clone();
     assert_eq!(
