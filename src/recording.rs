@@ -187,7 +187,7 @@ impl RecordingCatalog for EntryRecordings {
                 .complete_recording(entry, file, retention)
                 .await
                 .map_err(|e| CompleteError {
-                    retry: matches!(e, RecordingError::Db { .. }),
+                    retry: matches!(e, RecordingError::Db { .. } | RecordingError::Store { .. }),
                     reason: e.to_string(),
                 })
         })

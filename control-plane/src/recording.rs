@@ -49,6 +49,10 @@ pub enum RecordingError {
     Gone(String),
     #[error("recording entry {entry}: {reason}")]
     Content { entry: String, reason: String },
+    /// The file could not be moved into the media store (it is still where it was):
+    /// trying again later may work.
+    #[error("recording entry {entry}: cannot store the file: {reason}")]
+    Store { entry: String, reason: String },
 }
 
 /// Stored content of one partner (`GET /api/v1/usage`).
@@ -193,7 +197,7 @@ impl ControlPlane {
         let staged = match self.inner.store.stage_file(id, file).await {
             Ok(s) => s,
             Err(e) => {
-                return Err(RecordingError::Content {
+                return Err(RecordingError::Store {
                     entry: id.to_string(),
                     reason: e.to_string(),
                 })

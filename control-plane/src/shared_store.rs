@@ -12,6 +12,7 @@
 //! names are versioned on a shared store (`source-RANDOM.mp4`), so a cached copy is
 //! never stale: a replacement is a new name.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,9 @@ pub struct SharedMediaStore {
     shared: Storage,
     /// Whether an upload incident is being reported (log once per incident).
     incident: Arc<AtomicBool>,
+    /// Fetches in progress, by `ENTRY/NAME`: concurrent requests for content this
+    /// node lacks wait for one download instead of each starting their own.
+    fetching: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 fn key(entry_id: &str, name: Option<&str>) -> Result<Key, StorageError> {
@@ -56,6 +60,7 @@ impl SharedMediaStore {
             local,
             shared,
             incident: Arc::new(AtomicBool::new(false)),
+            fetching: Arc::default(),
         };
         let mut pending = Vec::new();
         if let Ok(mut entries) = tokio::fs::read_dir(&root).await {
@@ -83,6 +88,38 @@ impl SharedMediaStore {
             store.spawn_share(entry, name);
         }
         Ok(store)
+    }
+
+    /// Downloads content `name` of `entry_id` into the local cache, unless a
+    /// concurrent fetch already did.
+    async fn fetch_once(
+        &self,
+        entry_id: &str,
+        name: &str,
+        k: &Key,
+        path: &Path,
+    ) -> Result<Option<PathBuf>, StoreError> {
+        if let Some(p) = self.local.fetch(entry_id, name).await? {
+            return Ok(Some(p));
+        }
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::io(dir, e))?;
+        }
+        match self.shared.get_to_file(k, path).await {
+            Ok(bytes) => {
+                tracing::info!(
+                    entry = entry_id,
+                    name,
+                    bytes,
+                    "content fetched from shared storage"
+                );
+                Ok(Some(path.to_path_buf()))
+            }
+            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(shared_err(k.as_str(), e)),
+        }
     }
 
     fn marker(&self, entry_id: &str, name: &str) -> Option<PathBuf> {
@@ -190,24 +227,20 @@ impl MediaStore for SharedMediaStore {
                 return Ok(None);
             };
             let k = key(entry_id, Some(name)).map_err(|e| shared_err(entry_id, e))?;
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| StoreError::io(dir, e))?;
-            }
-            match self.shared.get_to_file(&k, &path).await {
-                Ok(bytes) => {
-                    tracing::info!(
-                        entry = entry_id,
-                        name,
-                        bytes,
-                        "content fetched from shared storage"
-                    );
-                    Ok(Some(path))
+            let slot = {
+                let mut f = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+                f.entry(k.as_str().to_string()).or_default().clone()
+            };
+            let _one = slot.lock().await;
+            let fetched = self.fetch_once(entry_id, name, &k, &path).await;
+            {
+                let mut f = self.fetching.lock().unwrap_or_else(|e| e.into_inner());
+                // The last waiter takes the slot away.
+                if Arc::strong_count(&slot) <= 2 {
+                    f.remove(k.as_str());
                 }
-                Err(StorageError::NotFound { .. }) => Ok(None),
-                Err(e) => Err(shared_err(k.as_str(), e)),
             }
+            fetched
         })
     }
 
