@@ -646,6 +646,18 @@ impl Db {
         Ok(true)
     }
 
+    /// The partner of live entry `id`, read inside the caller's transaction.
+    async fn live_partner(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        id: &str,
+    ) -> Result<Option<i64>, DbError> {
+        let row = sqlx::query("SELECT partner_id FROM entries WHERE id = $1 AND kind = 'live'")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
+    }
+
     /// Sets the status of a live entry; returns it if it changed.
     pub async fn set_entry_status(
         &self,
@@ -654,12 +666,9 @@ impl Db {
         now: i64,
     ) -> Result<Option<i64>, DbError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT partner_id FROM entries WHERE id = $1 AND kind = 'live'")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let partner: i64 = row.try_get(0)?;
+        let Some(partner) = Self::live_partner(&mut tx, id).await? else {
+            return Ok(None);
+        };
         sqlx::query("UPDATE entries SET status = $1, updated_at = $2 WHERE id = $3")
             .bind(status)
             .bind(now)
@@ -775,12 +784,9 @@ impl Db {
         now: i64,
     ) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT partner_id FROM entries WHERE id = $1 AND kind = 'live'")
-            .bind(live_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(false) };
-        let partner: i64 = row.try_get(0)?;
+        let Some(partner) = Self::live_partner(&mut tx, live_id).await? else {
+            return Ok(false);
+        };
         sqlx::query("UPDATE entries SET recorded_entry_id = $1, updated_at = $2 WHERE id = $3")
             .bind(media_id)
             .bind(now)

@@ -102,3 +102,45 @@ pub fn render() -> String {
         .encode_to_string(&prometheus::gather())
         .unwrap_or_default()
 }
+
+// Recording (live-to-VOD), `crate::record`.
+
+pub static RECORDINGS_ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("vela_recordings_active", "Recording pieces being written")
+        .expect("metric registers once")
+});
+pub static RECORDINGS_COMPLETED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_recordings_completed_total",
+        "Recording pieces that became media entries' content"
+    )
+    .expect("metric registers once")
+});
+pub static RECORDINGS_FAILED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_recordings_failed_total",
+        "Recording pieces that could not become content"
+    )
+    .expect("metric registers once")
+});
+pub static RECORDING_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_recording_bytes_total",
+        "Bytes of media written to recordings"
+    )
+    .expect("metric registers once")
+});
+pub static RECORDING_WRITE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_recording_write_errors_total",
+        "Recording pieces stopped by a local write error (disk full, I/O error)"
+    )
+    .expect("metric registers once")
+});
+pub static RECORDING_LAGGED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_recording_lagged_total",
+        "Times a recorder fell behind its stream (a gap in the recording)"
+    )
+    .expect("metric registers once")
+});

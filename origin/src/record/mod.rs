@@ -25,15 +25,16 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use prometheus::{register_int_counter, register_int_gauge, IntCounter, IntGauge};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use vela_media::hub::{StreamHub, StreamStart};
 use vela_media::{MediaEvent, MediaKind, TrackSet};
 use vela_vod::record::{Append, Push, RecordingWriter};
+
+use crate::metrics;
 
 /// Where recordings go: the control plane's media entries.
 pub trait RecordingCatalog: Send + Sync + 'static {
@@ -69,46 +70,6 @@ pub struct RecordingConfig {
     /// A piece is cut at the first video keyframe after this much media.
     pub piece: Duration,
 }
-
-static ACTIVE: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("vela_recordings_active", "Recording pieces being written")
-        .expect("metric registers once")
-});
-static COMPLETED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
-        "vela_recordings_completed_total",
-        "Recording pieces that became media entries' content"
-    )
-    .expect("metric registers once")
-});
-static FAILED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
-        "vela_recordings_failed_total",
-        "Recording pieces that could not become content"
-    )
-    .expect("metric registers once")
-});
-static BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
-        "vela_recording_bytes_total",
-        "Bytes of media written to recordings"
-    )
-    .expect("metric registers once")
-});
-static WRITE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
-        "vela_recording_write_errors_total",
-        "Recording pieces stopped by a local write error (disk full, I/O error)"
-    )
-    .expect("metric registers once")
-});
-static LAGGED: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
-        "vela_recording_lagged_total",
-        "Times a recorder fell behind its stream (a gap in the recording)"
-    )
-    .expect("metric registers once")
-});
 
 /// Appends queued per piece before the recorder waits for the disk (and, if the
 /// disk stays slow, lags its stream instead of growing).
@@ -214,7 +175,7 @@ impl Recordings {
                         "a recording left by a stopped server holds nothing playable"
                     );
                     self.inner.catalog.fail(&entry, &reason).await;
-                    FAILED.inc();
+                    metrics::RECORDINGS_FAILED.inc();
                     let _ = tokio::fs::remove_dir_all(&piece_dir).await;
                 }
             }
@@ -233,7 +194,7 @@ impl Recordings {
                     if logged {
                         tracing::info!(entry, "recording stored after the store came back");
                     }
-                    COMPLETED.inc();
+                    metrics::RECORDINGS_COMPLETED.inc();
                     let _ = tokio::fs::remove_dir_all(piece_dir).await;
                     return true;
                 }
@@ -247,7 +208,7 @@ impl Recordings {
                 }
                 Err(e) => {
                     tracing::error!(entry, error = %e, "a finished recording could not become content");
-                    FAILED.inc();
+                    metrics::RECORDINGS_FAILED.inc();
                     let _ = tokio::fs::remove_dir_all(piece_dir).await;
                     return false;
                 }
@@ -286,7 +247,7 @@ impl Recordings {
                             missed = n,
                             "recorder fell behind; the recording gets a gap"
                         );
-                        LAGGED.inc();
+                        metrics::RECORDING_LAGGED.inc();
                     }
                     MediaEvent::Discontinuity
                 }
@@ -393,7 +354,7 @@ impl Recordings {
         let stream_name = stream.to_string();
         let entry_id = entry.clone();
         tokio::task::spawn_blocking(move || write_piece(&d, first, rx, &stream_name, &entry_id));
-        ACTIVE.inc();
+        metrics::RECORDINGS_ACTIVE.inc();
         tracing::info!(stream, entry, piece = piece_no, dir = %dir.display(), "recording piece started");
         Some(Piece {
             entry,
@@ -405,7 +366,7 @@ impl Recordings {
     }
 
     async fn finish_piece(&self, stream: &str, p: Piece) {
-        ACTIVE.dec();
+        metrics::RECORDINGS_ACTIVE.dec();
         let Piece {
             entry,
             dir,
@@ -459,7 +420,7 @@ impl Recordings {
                     }
                     Err(e) => {
                         tracing::error!(stream, entry, reason, error = e, "recording piece lost");
-                        FAILED.inc();
+                        metrics::RECORDINGS_FAILED.inc();
                         self.inner.catalog.fail(&entry, &reason).await;
                         let _ = tokio::fs::remove_dir_all(&dir).await;
                     }
@@ -485,7 +446,7 @@ impl Piece {
 
     /// Queues an append; `false` when the writer thread has stopped.
     async fn send(&mut self, a: Append) -> bool {
-        BYTES.inc_by(a.media.len() as u64);
+        metrics::RECORDING_BYTES.inc_by(a.media.len() as u64);
         self.tx.send(Cmd::Append(a)).await.is_ok()
     }
 }
@@ -509,7 +470,7 @@ fn write_piece(dir: &Path, first: Append, mut rx: mpsc::Receiver<Cmd>, stream: &
         Ok(f) => f,
         Err(e) => {
             tracing::error!(stream, entry, dir = %dir.display(), error = %e, "cannot create the recording's files");
-            WRITE_ERRORS.inc();
+            metrics::RECORDING_WRITE_ERRORS.inc();
             return;
         }
     };
@@ -519,7 +480,7 @@ fn write_piece(dir: &Path, first: Append, mut rx: mpsc::Receiver<Cmd>, stream: &
             Err(mpsc::error::TryRecvError::Empty) => {
                 if let Err(e) = files.flush() {
                     tracing::error!(stream, entry, error = %e, "recording write failed; the piece ends here");
-                    WRITE_ERRORS.inc();
+                    metrics::RECORDING_WRITE_ERRORS.inc();
                     return;
                 }
                 match rx.blocking_recv() {
@@ -533,7 +494,7 @@ fn write_piece(dir: &Path, first: Append, mut rx: mpsc::Receiver<Cmd>, stream: &
             Cmd::Append(a) => {
                 if let Err(e) = files.append(&a) {
                     tracing::error!(stream, entry, error = %e, "recording write failed; the piece ends here");
-                    WRITE_ERRORS.inc();
+                    metrics::RECORDING_WRITE_ERRORS.inc();
                     return;
                 }
             }
