@@ -138,6 +138,10 @@ pub struct LiveConfig {
     /// segment targets); older segments are spooled to `DATA/dvr`.
     #[serde(default = "default_dvr_memory")]
     pub dvr_memory_s: f64,
+    /// MiB of recently read spooled segments kept in memory, shared by all
+    /// streams (0: every request reads the file).
+    #[serde(default = "default_dvr_cache")]
+    pub dvr_cache_mib: u32,
     /// How long a vanished publisher's stream waits for it to reconnect.
     #[serde(default = "default_grace")]
     pub reconnect_grace_s: f64,
@@ -156,6 +160,7 @@ impl Default for LiveConfig {
             part_target_s: default_part(),
             dvr_window_s: default_dvr(),
             dvr_memory_s: default_dvr_memory(),
+            dvr_cache_mib: default_dvr_cache(),
             reconnect_grace_s: default_grace(),
             dash_target_latency_ms: default_dash_latency(),
             streams: BTreeMap::new(),
@@ -174,6 +179,9 @@ fn default_dvr() -> f64 {
 }
 fn default_dvr_memory() -> f64 {
     12.0
+}
+fn default_dvr_cache() -> u32 {
+    64
 }
 fn default_grace() -> f64 {
     10.0
@@ -377,6 +385,12 @@ impl LiveConfig {
         check("part_target_s", self.part_target_s, 0.1, 5.0)?;
         check("dvr_window_s", self.dvr_window_s, 4.0, 86_400.0)?;
         check("dvr_memory_s", self.dvr_memory_s, 2.0, 3600.0)?;
+        check(
+            "dvr_cache_mib",
+            f64::from(self.dvr_cache_mib),
+            0.0,
+            65_536.0,
+        )?;
         check("reconnect_grace_s", self.reconnect_grace_s, 0.0, 600.0)?;
         if self.part_target_s > self.segment_target_s {
             return Err(ConfigError::Invalid(
@@ -447,6 +461,7 @@ mod tests {
             [live]
             dvr_window_s = 300
             dvr_memory_s = 20
+            dvr_cache_mib = 8
             [live.streams.show]
             dvr_window_s = 30
             [auth]
@@ -458,6 +473,8 @@ mod tests {
         assert_eq!(c.live.for_stream("show").dvr_window, 30.0);
         assert_eq!(c.live.for_stream("other").dvr_window, 300.0);
         assert_eq!(c.live.for_stream("show").dvr_memory, 20.0);
+        assert_eq!(c.live.dvr_cache_mib, 8);
+        assert_eq!(LiveConfig::default().dvr_cache_mib, 64);
         c.live.validate().unwrap();
     }
 

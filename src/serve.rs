@@ -224,10 +224,14 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let settings_cfg = live_config.clone();
     let per_entry = entry_settings.clone();
     // The older part of every DVR window lives on disk (`[live]
-    // dvr_memory_s`); what a previous run left there is cleared.
-    let spool = vela_origin::dvr::Spool::open(s.data.join("dvr"))
-        .await
-        .context("DVR spool")?;
+    // dvr_memory_s`); what a previous run left there is cleared. Its hot
+    // segments are cached in memory (`dvr_cache_mib`).
+    let spool = vela_origin::dvr::Spool::open(
+        s.data.join("dvr"),
+        u64::from(live_config.dvr_cache_mib) << 20,
+    )
+    .await
+    .context("DVR spool")?;
     let registry = LiveRegistry::attach_with_spool(
         &hub,
         Arc::new(move |name: &str| {

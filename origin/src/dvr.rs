@@ -24,8 +24,11 @@
 //! number, unique across streams, keeps sanitised names apart.
 //!
 //! ## Reading
-//! [`spooled`] reads a spooled segment with `tokio::fs` (never on an async
-//! worker's thread, never under the packager lock) and splits it into its
+//! [`spooled`] gets a spooled segment's file from the spool's shared
+//! [`SegmentCache`] (hot segments stay there as one buffer that every
+//! response references; a miss reads the file with `tokio::fs`, never on an
+//! async worker's thread, never under the packager lock, one read for all
+//! concurrent misses) and splits it into its
 //! parts by the sizes in the timing model, as a [`MediaSource`] for that one
 //! segment, so the clear and the encrypted paths serve it exactly as they
 //! serve one from memory. A part of a spooled segment is answered from the
@@ -48,14 +51,16 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use vela_packager::SpoolJob;
 
+use crate::dvr_cache::SegmentCache;
 use crate::live::LiveStream;
 use crate::metrics;
 use crate::source::MediaSource;
 
-/// The spool's root, `DATA/dvr`.
+/// The spool's root, `DATA/dvr`, and the cache of its hot segments.
 #[derive(Debug)]
 pub struct Spool {
     root: PathBuf,
+    cache: Arc<SegmentCache>,
 }
 
 /// What the spool can fail with at start-up.
@@ -69,8 +74,9 @@ pub enum SpoolError {
 
 impl Spool {
     /// Opens the spool at `root`, deleting whatever a previous run left
-    /// there (live windows do not survive a restart).
-    pub async fn open(root: PathBuf) -> Result<Arc<Spool>, SpoolError> {
+    /// there (live windows do not survive a restart), with a cache of at
+    /// most `cache_bytes` of recently read segments (0: no cache).
+    pub async fn open(root: PathBuf, cache_bytes: u64) -> Result<Arc<Spool>, SpoolError> {
         match tokio::fs::remove_dir_all(&root).await {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -91,11 +97,23 @@ impl Spool {
             metrics::DVR_SPOOL_ERRORS.get(),
             metrics::DVR_MEMORY_BYTES.get(),
         );
-        Ok(Arc::new(Spool { root }))
+        let _ = (
+            metrics::DVR_CACHE_HITS.get(),
+            metrics::DVR_CACHE_BYTES.get(),
+        );
+        Ok(Arc::new(Spool {
+            root,
+            cache: Arc::new(SegmentCache::new(cache_bytes)),
+        }))
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The cache of recently read segments.
+    pub fn cache(&self) -> &Arc<SegmentCache> {
+        &self.cache
     }
 
     /// The directory of one stream instance.
@@ -160,7 +178,9 @@ async fn write_loop(
     let mut failing = false;
     while let Some(work) = rx.recv().await {
         for (rid, msn) in work.removals {
-            remove(&segment_path(&dir, &rid, msn)).await;
+            let path = segment_path(&dir, &rid, msn);
+            remove(&path).await;
+            stream.forget_spooled(&path);
         }
         for job in work.jobs {
             let path = segment_path(&dir, &job.rid, job.msn);
@@ -195,6 +215,9 @@ async fn write_loop(
     // The evictions above may have reported memory after the packaging task
     // took the stream out of the gauge.
     stream.unreport_memory();
+    if let Some(cache) = stream.spool_cache() {
+        cache.forget_dir(&dir);
+    }
     match tokio::fs::remove_dir_all(&dir).await {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -297,9 +320,32 @@ impl MediaSource for Spooled<'_> {
     }
 }
 
+/// Reads a spooled segment's file, which must be `len` bytes long.
+async fn read_segment(path: &Path, len: u64) -> Option<Bytes> {
+    let data = match tokio::fs::read(path).await {
+        Ok(d) => Bytes::from(d),
+        Err(e) => {
+            // NotFound: the segment left the window after the check.
+            if e.kind() != io::ErrorKind::NotFound {
+                metrics::DVR_SPOOL_ERRORS.inc();
+                tracing::warn!(path = %path.display(), error = %e, "cannot read a DVR spool file");
+            }
+            return None;
+        }
+    };
+    if data.len() as u64 != len {
+        metrics::DVR_SPOOL_ERRORS.inc();
+        tracing::error!(path = %path.display(), "a DVR spool file does not match its segment");
+        return None;
+    }
+    metrics::DVR_SPOOL_READS.inc();
+    Some(data)
+}
+
 /// Segment `msn` of rendition `rid` read from the spool, if that is where
 /// its bytes are (`None` when they are in memory, or the segment is not in
-/// the window). Reads with `tokio::fs`, no lock held.
+/// the window). From the spool's cache, or read with `tokio::fs`, no lock
+/// held.
 pub async fn spooled<'a>(stream: &'a LiveStream, rid: &str, msn: u64) -> Option<Spooled<'a>> {
     let dir = stream.spool_dir()?;
     let sizes: Vec<u64> = {
@@ -311,23 +357,14 @@ pub async fn spooled<'a>(stream: &'a LiveStream, rid: &str, msn: u64) -> Option<
         r.segment(msn)?.parts.iter().map(|p| p.size).collect()
     };
     let path = segment_path(dir, rid, msn);
-    let data = match tokio::fs::read(&path).await {
-        Ok(d) => Bytes::from(d),
-        Err(e) => {
-            // NotFound: the segment left the window after the check.
-            if e.kind() != io::ErrorKind::NotFound {
-                metrics::DVR_SPOOL_ERRORS.inc();
-                tracing::warn!(path = %path.display(), error = %e, "cannot read a DVR spool file");
-            }
-            return None;
-        }
-    };
-    if data.len() as u64 != sizes.iter().sum::<u64>() {
-        metrics::DVR_SPOOL_ERRORS.inc();
-        tracing::error!(path = %path.display(), "a DVR spool file does not match its segment");
+    let len = sizes.iter().sum::<u64>();
+    let data = match stream.spool_cache() {
+        Some(cache) => cache.get(&path, len, || read_segment(&path, len)).await,
+        None => read_segment(&path, len).await,
+    }?;
+    if data.len() as u64 != len {
         return None;
     }
-    metrics::DVR_SPOOL_READS.inc();
     let mut parts = Vec::with_capacity(sizes.len());
     let mut at = 0usize;
     for size in sizes {
@@ -415,7 +452,7 @@ mod tests {
         let base = std::env::temp_dir().join(format!("vela-dvr-test-{}", std::process::id()));
         let root = base.join("dvr");
         std::fs::create_dir_all(root.join("stale")).unwrap();
-        let spool = Spool::open(root.clone()).await.unwrap();
+        let spool = Spool::open(root.clone(), 1 << 20).await.unwrap();
         assert!(!root.join("stale").exists(), "start-up clears the spool");
         let keys = vela_drm::KeyStore::open(base.join("keys"), None).unwrap();
         let policy = DrmPolicy {
@@ -431,7 +468,7 @@ mod tests {
                 dvr_memory: 2.0, // the floor, 4 segment targets (8 s), applies
                 ..Default::default()
             }),
-            Some(spool),
+            Some(spool.clone()),
         );
         let mut state = OriginState::new(live.clone());
         let protection = Arc::new(Protection::new(keys, Arc::new(move |_: &str| policy)));
@@ -486,6 +523,14 @@ mod tests {
             (StatusCode::OK, &seg0),
             "served from the spool, byte for byte"
         );
+        let cached_seg0 = spool.cache().bytes();
+        assert!(
+            cached_seg0 >= seg0.len() as u64,
+            "the spool's cache holds it"
+        );
+        let hits = crate::metrics::DVR_CACHE_HITS.get();
+        assert_eq!(get(&app, "/live/show/v1/seg-0.m4s").await.1, seg0);
+        assert!(crate::metrics::DVR_CACHE_HITS.get() > hits, "a hit");
         assert_eq!(get(&app, "/live/show/v1/part-0.1.m4s").await.1, part0_1);
         assert_eq!(
             get(&app, "/live/show/v1/part-0.99.m4s").await.0,
@@ -520,6 +565,10 @@ mod tests {
         })
         .await;
         until("its file deleted", || !file.exists()).await;
+        until("and its cache entry dropped", || {
+            spool.cache().bytes() < cached_seg0
+        })
+        .await;
         assert_eq!(
             get(&app, "/live/show/v1/seg-0.m4s").await.0,
             StatusCode::NOT_FOUND
@@ -538,14 +587,15 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_stream_takes_its_directory_with_it() {
         let base = std::env::temp_dir().join(format!("vela-dvr-drop-{}", std::process::id()));
-        let spool = Spool::open(base.clone()).await.unwrap();
+        let spool = Spool::open(base.clone(), 1 << 20).await.unwrap();
         let dir = spool.stream_dir("gone", 1);
         let stream = Arc::new(LiveStream::new(
             "gone".into(),
             1,
             PackagerConfig::default(),
-            Some(dir.clone()),
+            Some(&spool),
         ));
+        assert_eq!(stream.spool_dir(), Some(dir.as_path()));
         let tx = start_writer(&tokio::runtime::Handle::current(), stream, dir.clone());
         let job = SpoolJob {
             rid: "v1".into(),
@@ -574,6 +624,7 @@ mod tests {
         assert_eq!(safe(&"é".repeat(100)).len(), 64);
         let s = Spool {
             root: PathBuf::from("/d/dvr"),
+            cache: Arc::new(SegmentCache::new(0)),
         };
         assert_eq!(s.stream_dir("a/b", 7), PathBuf::from("/d/dvr/a_b-7"));
         assert_eq!(

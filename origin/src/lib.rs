@@ -7,9 +7,11 @@
 //! parts and init segments; a request that waits for media (LL-HLS blocking
 //! reload, a preload-hinted part, a DASH segment still being built) waits on
 //! that channel, bounded in time, never by polling. The older part of each
-//! DVR window lives in a spool on disk ([`dvr`]).
+//! DVR window lives in a spool on disk ([`dvr`]), its hot segments in a
+//! bounded shared cache ([`dvr_cache`]).
 pub mod access;
 pub mod dvr;
+pub mod dvr_cache;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -17,6 +17,7 @@ use vela_media::MediaEvent;
 use vela_packager::{LivePackager, PackagerConfig, Presentation};
 
 use crate::dvr::{self, Spool, SpoolWork};
+use crate::dvr_cache::SegmentCache;
 use crate::metrics;
 use crate::source::MediaSource;
 
@@ -37,6 +38,8 @@ pub struct LiveStream {
     version: watch::Sender<Arc<Presentation>>,
     /// This instance's directory in the DVR spool, if spooling.
     spool_dir: Option<PathBuf>,
+    /// The spool's cache of recently read segments, if spooling.
+    spool_cache: Option<Arc<SegmentCache>>,
     /// The packager's media bytes in memory as last added to the
     /// `vela_dvr_memory_bytes` gauge.
     memory_reported: AtomicI64,
@@ -57,8 +60,9 @@ impl LiveStream {
         name: String,
         instance: u64,
         config: PackagerConfig,
-        spool_dir: Option<PathBuf>,
+        spool: Option<&Spool>,
     ) -> Self {
+        let spool_dir = spool.map(|s| s.stream_dir(&name, instance));
         let packager = LivePackager::new(config);
         let (version, _) = watch::channel(Arc::new(packager.presentation()));
         LiveStream {
@@ -67,6 +71,7 @@ impl LiveStream {
             packager: RwLock::new(packager),
             version,
             spool_dir,
+            spool_cache: spool.map(|s| s.cache().clone()),
             memory_reported: AtomicI64::new(0),
         }
     }
@@ -74,6 +79,18 @@ impl LiveStream {
     /// This instance's directory in the DVR spool, if it spools.
     pub fn spool_dir(&self) -> Option<&Path> {
         self.spool_dir.as_deref()
+    }
+
+    /// The spool's cache of recently read segments, if it spools.
+    pub fn spool_cache(&self) -> Option<&SegmentCache> {
+        self.spool_cache.as_deref()
+    }
+
+    /// Drops a spooled segment's file from the cache (it was deleted).
+    pub(crate) fn forget_spooled(&self, path: &Path) {
+        if let Some(cache) = &self.spool_cache {
+            cache.forget(path);
+        }
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, LivePackager> {
@@ -278,11 +295,12 @@ impl LiveRegistry {
             let mut inner = self.lock();
             let instance = (now_ms().max(0) as u64).max(inner.last_instance + 1);
             inner.last_instance = instance;
-            let dir = self
-                .spool
-                .as_ref()
-                .map(|s| s.stream_dir(&start.name, instance));
-            let stream = Arc::new(LiveStream::new(start.name.clone(), instance, config, dir));
+            let stream = Arc::new(LiveStream::new(
+                start.name.clone(),
+                instance,
+                config,
+                self.spool.as_deref(),
+            ));
             // A new publish of a name replaces its ended predecessor.
             inner.streams.insert(start.name.clone(), stream.clone());
             stream

@@ -60,6 +60,22 @@ pub static DVR_SPOOL_READS: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static DVR_CACHE_HITS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_dvr_cache_hits_total",
+        "Spooled DVR segments served from the segment cache instead of a file read"
+    )
+    .expect("metric registers once")
+});
+
+pub static DVR_CACHE_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "vela_dvr_cache_bytes",
+        "Bytes of spooled DVR segments held by the segment cache"
+    )
+    .expect("metric registers once")
+});
+
 pub static DVR_MEMORY_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "vela_dvr_memory_bytes",
