@@ -33,7 +33,10 @@ use crate::source::MediaSource;
 use bytes::Bytes;
 use vela_drm::{cenc, hls as drm_hls, pssh, ContentKey, KeyScope, KeyStore, Scheme, SystemId};
 use vela_media::{CodecConfig, MediaKind};
-use vela_packager::dash::DashProtection;
+use vela_packager::protection::{
+    CencScheme, CommonEncryption, ContentProtection, KeyPeriod, KeyRotation,
+};
+use vela_packager::smooth::ProtectionHeader;
 
 /// HLS protection of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -275,88 +278,75 @@ impl Protection {
 
     /// The MPD's protection description for a stream, or `None` when clear.
     /// `window`: the first and last segment the MPD may list (with key
-    /// rotation, a Period's elements for each key period they span).
+    /// rotation, the signalling of each key period they span).
     pub fn dash_protection(
         &self,
         scope: KeyScope<'_>,
         mode: DashMode,
         license_url: &str,
         window: (u64, u64),
-    ) -> Option<DashProtection> {
-        let tag = match mode {
+    ) -> Option<CommonEncryption> {
+        let (scheme, cenc_scheme) = match mode {
             DashMode::None => return None,
-            DashMode::Cenc => "cenc",
-            DashMode::Cbcs => "cbcs",
+            DashMode::Cenc => (Scheme::Cenc, CencScheme::Cenc),
+            DashMode::Cbcs => (Scheme::Cbcs, CencScheme::Cbcs),
         };
-        let scheme = scheme_of(tag)?;
-        let block = |kind: MediaKind, msn: u64| -> Option<String> {
+        let tag = cenc_scheme.as_str();
+        let signalling = |kind: MediaKind, msn: u64| -> Option<Vec<ContentProtection>> {
             let key = self.key_for(scope, tag, kind, msn).ok()?;
             let kids = [key.kid];
-            let url = vela_packager::dash::xml_escape(license_url);
-            Some(format!(
-                concat!(
-                    "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"{scheme}\" cenc:default_KID=\"{kid}\"/>\n",
-                    "      <ContentProtection schemeIdUri=\"urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e\" value=\"ClearKey1.0\">\n",
-                    "        <dashif:Laurl>{url}</dashif:Laurl>\n",
-                    "      </ContentProtection>\n",
-                    "      <ContentProtection schemeIdUri=\"{ck}\" value=\"ClearKey1.0\">\n",
-                    "        <dashif:Laurl>{url}</dashif:Laurl>\n",
-                    "        <cenc:pssh>{ck_pssh}</cenc:pssh>\n",
-                    "      </ContentProtection>\n",
-                    "      <ContentProtection schemeIdUri=\"{wv}\" value=\"Widevine\">\n",
-                    "        <cenc:pssh>{wv_pssh}</cenc:pssh>\n",
-                    "      </ContentProtection>\n",
-                    "      <ContentProtection schemeIdUri=\"{pr}\" value=\"MSPR 2.0\">\n",
-                    "        <mspr:pro>{pro}</mspr:pro>\n",
-                    "        <cenc:pssh>{pr_pssh}</cenc:pssh>\n",
-                    "      </ContentProtection>\n"
-                ),
-                scheme = scheme.as_str(),
-                kid = pssh::uuid_string(&key.kid),
-                url = url,
-                ck = SystemId::ClearKey.scheme_id_uri(),
-                ck_pssh = pssh::pssh_base64(SystemId::ClearKey, scheme, &kids),
-                wv = SystemId::Widevine.scheme_id_uri(),
-                wv_pssh = pssh::pssh_base64(SystemId::Widevine, scheme, &kids),
-                pr = SystemId::PlayReady.scheme_id_uri(),
-                pro = pssh::playready_pro_base64(scheme, &kids, None),
-                pr_pssh = pssh::pssh_base64(SystemId::PlayReady, scheme, &kids),
-            ))
+            Some(vec![
+                ContentProtection::Mp4Protection {
+                    scheme: cenc_scheme,
+                    default_kid: key.kid,
+                },
+                ContentProtection::ClearKey {
+                    laurl: license_url.to_string(),
+                    pssh: pssh::pssh_box(SystemId::ClearKey, scheme, &kids),
+                },
+                ContentProtection::Widevine {
+                    pssh: pssh::pssh_box(SystemId::Widevine, scheme, &kids),
+                },
+                ContentProtection::PlayReady {
+                    pssh: pssh::pssh_box(SystemId::PlayReady, scheme, &kids),
+                    pro: pssh::playready_object(scheme, &kids, None),
+                },
+            ])
+        };
+        let key_period = |msn: u64| -> Option<KeyPeriod> {
+            Some(KeyPeriod {
+                video: signalling(MediaKind::Video, msn)?,
+                audio: signalling(MediaKind::Audio, msn)?,
+            })
         };
         let rotation = match self.rotation() {
             Some(every) => {
                 let mut periods = std::collections::BTreeMap::new();
                 for k in self.key_period(window.0)..=self.key_period(window.1) {
-                    let msn = self.keys.first_msn(k);
-                    periods.insert(
-                        k,
-                        (block(MediaKind::Video, msn)?, block(MediaKind::Audio, msn)?),
-                    );
+                    periods.insert(k, key_period(self.keys.first_msn(k))?);
                 }
-                Some(vela_packager::dash::KeyRotation { every, periods })
+                Some(KeyRotation { every, periods })
             }
             None => None,
         };
-        Some(DashProtection {
-            tag: tag.to_string(),
-            video: block(MediaKind::Video, window.0)?,
-            audio: block(MediaKind::Audio, window.0)?,
+        Some(CommonEncryption {
+            scheme: cenc_scheme,
+            keys: key_period(window.0)?,
             rotation,
         })
     }
 
     /// Smooth's `ProtectionHeader` (PlayReady, with the video and audio key
     /// ids). Smooth has one header for the whole presentation, so its keys
-    /// do not rotate: they are those of key period 0.
-    pub fn smooth_protection_header(
-        &self,
-        scope: KeyScope<'_>,
-    ) -> Option<vela_packager::smooth::ProtectionHeader> {
+    /// do not rotate: they are those of key period 0. MSS is 'cenc' only.
+    pub fn smooth_protection_header(&self, scope: KeyScope<'_>) -> Option<ProtectionHeader> {
         let kids = [MediaKind::Video, MediaKind::Audio]
             .map(|kind| self.key_for(scope, "cenc", kind, 0).ok().map(|k| k.kid));
         let kids: Vec<[u8; 16]> = kids.into_iter().collect::<Option<_>>()?;
-        let (system_id, value) = pssh::smooth_protection_header(&kids, None);
-        Some(vela_packager::smooth::ProtectionHeader { system_id, value })
+        Some(ProtectionHeader {
+            system_id: SystemId::PlayReady.uuid(),
+            header: pssh::playready_object(Scheme::Cenc, &kids, None),
+        })
     }
 
     /// A Smooth fragment encrypted ('cenc', with PIFF's sample encryption
@@ -560,4 +550,19 @@ pub fn parse_kid(s: &str) -> Option<[u8; 16]> {
         *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use vela_drm::SystemId;
+    use vela_packager::protection::system;
+
+    /// The packager renders DRM systems by id; they must be the ones the
+    /// `pssh` boxes are made for.
+    #[test]
+    fn packager_system_ids_are_the_drm_crates() {
+        assert_eq!(system::CLEAR_KEY, SystemId::ClearKey.uuid());
+        assert_eq!(system::WIDEVINE, SystemId::Widevine.uuid());
+        assert_eq!(system::PLAYREADY, SystemId::PlayReady.uuid());
+    }
 }

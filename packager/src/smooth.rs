@@ -18,8 +18,9 @@ use bytes::{BufMut, Bytes};
 use vela_media::{AudioCodec, CodecConfig, MediaKind, VideoCodec};
 
 use crate::boxes::{self, BoxWriter, Sample};
-use crate::dash::xml_escape;
 use crate::presentation::{Presentation, Rendition, Segment};
+use crate::protection::{base64, Uuid};
+use crate::xml::Element;
 
 /// Smooth Streaming's clock: 10 MHz.
 pub const TIMESCALE: u64 = 10_000_000;
@@ -112,13 +113,11 @@ pub fn client_manifest(p: &Presentation) -> Option<String> {
 }
 
 /// A Smooth `ProtectionHeader`: the DRM system and its header, e.g.
-/// PlayReady's system id and its base64 PlayReady Object.
+/// PlayReady's system id and its PlayReady Object (rendered in base64).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectionHeader {
-    /// The system id as a GUID string (`9A04F079-9840-4286-AB92-E65BE0885F95`).
-    pub system_id: String,
-    /// The header value, base64.
-    pub value: String,
+    pub system_id: [u8; 16],
+    pub header: Vec<u8>,
 }
 
 /// [`client_manifest`] with a `Protection` element for protected fragments,
@@ -133,9 +132,10 @@ pub fn client_manifest_with(
     let lead = smooth_renditions(p).next()?;
     // Nothing listed yet: no manifest.
     listed(lead, ended).next()?;
-    let mut out = String::with_capacity(4096);
-    out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let window = (p.config().dvr_window * TIMESCALE as f64) as u64;
+    let mut root = Element::new("SmoothStreamingMedia")
+        .attr("MajorVersion", 2)
+        .attr("MinorVersion", 2)
+        .attr("TimeScale", TIMESCALE);
     if ended {
         let duration = smooth_renditions(p)
             .filter_map(|r| {
@@ -146,36 +146,34 @@ pub fn client_manifest_with(
             })
             .max()
             .unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"{TIMESCALE}\" Duration=\"{duration}\">"
-        );
+        root.set("Duration", duration);
     } else {
-        let _ = writeln!(
-            out,
-            "<SmoothStreamingMedia MajorVersion=\"2\" MinorVersion=\"2\" TimeScale=\"{TIMESCALE}\" Duration=\"0\" IsLive=\"TRUE\" LookAheadFragmentCount=\"{LOOKAHEAD}\" DVRWindowLength=\"{window}\" CanSeek=\"TRUE\" CanPause=\"TRUE\">"
-        );
+        let window = (p.config().dvr_window * TIMESCALE as f64) as u64;
+        root.set("Duration", 0);
+        root.set("IsLive", "TRUE");
+        root.set("LookAheadFragmentCount", LOOKAHEAD);
+        root.set("DVRWindowLength", window);
+        root.set("CanSeek", "TRUE");
+        root.set("CanPause", "TRUE");
     }
-    for r in smooth_renditions(p) {
-        write_stream_index(&mut out, r, ended, prefix);
-    }
+    root = root.children(smooth_renditions(p).map(|r| stream_index(r, ended, prefix)));
     if let Some(h) = protection {
-        let _ = writeln!(
-            out,
-            "  <Protection>\n    <ProtectionHeader SystemID=\"{}\">{}</ProtectionHeader>\n  </Protection>",
-            xml_escape(&h.system_id),
-            xml_escape(&h.value)
+        root.push(
+            Element::new("Protection").child(
+                Element::new("ProtectionHeader")
+                    .attr("SystemID", format!("{:#}", Uuid(h.system_id)))
+                    .text(base64(&h.header)),
+            ),
         );
     }
-    out.push_str("</SmoothStreamingMedia>\n");
-    Some(out)
+    Some(root.to_document())
 }
 
-fn write_stream_index(out: &mut String, r: &Rendition, ended: bool, prefix: &str) {
+fn stream_index(r: &Rendition, ended: bool, prefix: &str) -> Element {
     let ts = r.timescale();
     let segs: Vec<&Segment> = listed(r, ended).collect();
     let bitrate = r.bandwidth().max(1);
-    match &r.track.config {
+    let mut el = match &r.track.config {
         CodecConfig::Video {
             width,
             height,
@@ -183,53 +181,71 @@ fn write_stream_index(out: &mut String, r: &Rendition, ended: bool, prefix: &str
             ..
         } => {
             let cpd = avc_codec_private_data(record).unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  <StreamIndex Type=\"video\" Name=\"video\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"{}QualityLevels({{bitrate}})/Fragments(video={{start time}})\" MaxWidth=\"{width}\" MaxHeight=\"{height}\" DisplayWidth=\"{width}\" DisplayHeight=\"{height}\">",
-                segs.len(),
-                xml_escape(prefix)
-            );
-            let _ = writeln!(
-                out,
-                "    <QualityLevel Index=\"0\" Bitrate=\"{bitrate}\" FourCC=\"H264\" MaxWidth=\"{width}\" MaxHeight=\"{height}\" CodecPrivateData=\"{}\"/>",
-                xml_escape(&cpd)
-            );
+            Element::new("StreamIndex")
+                .attr("Type", "video")
+                .attr("Name", "video")
+                .attr("Chunks", segs.len())
+                .attr("QualityLevels", 1)
+                .attr(
+                    "Url",
+                    format!("{prefix}QualityLevels({{bitrate}})/Fragments(video={{start time}})"),
+                )
+                .attr("MaxWidth", width)
+                .attr("MaxHeight", height)
+                .attr("DisplayWidth", width)
+                .attr("DisplayHeight", height)
+                .child(
+                    Element::new("QualityLevel")
+                        .attr("Index", 0)
+                        .attr("Bitrate", bitrate)
+                        .attr("FourCC", "H264")
+                        .attr("MaxWidth", width)
+                        .attr("MaxHeight", height)
+                        .attr("CodecPrivateData", cpd),
+                )
         }
         CodecConfig::Audio {
             sample_rate,
             channels,
             specific_config,
             ..
-        } => {
-            let _ = writeln!(
-                out,
-                "  <StreamIndex Type=\"audio\" Name=\"audio\" Language=\"{}\" Chunks=\"{}\" QualityLevels=\"1\" Url=\"{}QualityLevels({{bitrate}})/Fragments(audio={{start time}})\">",
-                xml_escape(r.language.as_deref().unwrap_or("und")),
-                segs.len(),
-                xml_escape(prefix)
-            );
-            let _ = writeln!(
-                out,
-                "    <QualityLevel Index=\"0\" Bitrate=\"{bitrate}\" FourCC=\"AACL\" SamplingRate=\"{sample_rate}\" Channels=\"{channels}\" BitsPerSample=\"16\" PacketSize=\"{}\" AudioTag=\"255\" CodecPrivateData=\"{}\"/>",
-                4 * channels,
-                hex(specific_config)
-            );
-        }
-    }
+        } => Element::new("StreamIndex")
+            .attr("Type", "audio")
+            .attr("Name", "audio")
+            .attr("Language", r.language.as_deref().unwrap_or("und"))
+            .attr("Chunks", segs.len())
+            .attr("QualityLevels", 1)
+            .attr(
+                "Url",
+                format!("{prefix}QualityLevels({{bitrate}})/Fragments(audio={{start time}})"),
+            )
+            .child(
+                Element::new("QualityLevel")
+                    .attr("Index", 0)
+                    .attr("Bitrate", bitrate)
+                    .attr("FourCC", "AACL")
+                    .attr("SamplingRate", sample_rate)
+                    .attr("Channels", channels)
+                    .attr("BitsPerSample", 16)
+                    .attr("PacketSize", 4 * channels)
+                    .attr("AudioTag", 255)
+                    .attr("CodecPrivateData", hex(specific_config)),
+            ),
+    };
     // Start and end both rounded on the 10 MHz clock, so t + d is exactly
     // the next t and fragment requests name times we can find again.
     let mut expected: Option<u64> = None;
     for s in segs {
         let t = to_hns(s.start, ts);
         let d = to_hns(s.end(), ts) - t;
-        if expected == Some(t) {
-            let _ = writeln!(out, "    <c d=\"{d}\"/>");
-        } else {
-            let _ = writeln!(out, "    <c t=\"{t}\" d=\"{d}\"/>");
-        }
+        el.push(
+            Element::new("c")
+                .attr_opt("t", (expected != Some(t)).then_some(t))
+                .attr("d", d),
+        );
         expected = Some(t + d);
     }
-    out.push_str("  </StreamIndex>\n");
+    el
 }
 
 /// What a fragment URL names: `Fragments(video=123)`.
@@ -522,8 +538,8 @@ mod tests {
     fn manifest_can_carry_a_protection_header() {
         let p = running();
         let h = ProtectionHeader {
-            system_id: "9A04F079-9840-4286-AB92-E65BE0885F95".into(),
-            value: "AAAA".into(),
+            system_id: crate::protection::system::PLAYREADY,
+            header: vec![0, 0, 0],
         };
         let xml = client_manifest_with(&p.presentation(), Some(&h), "").unwrap();
         let mut reader = quick_xml::Reader::from_str(&xml);
@@ -538,7 +554,7 @@ mod tests {
                         .flatten()
                         .find(|a| a.key.as_ref() == b"SystemID")
                         .unwrap();
-                    assert_eq!(&id.value[..], h.system_id.as_bytes());
+                    assert_eq!(&id.value[..], b"9A04F079-9840-4286-AB92-E65BE0885F95");
                 }
                 Event::Text(t) if inside => found = Some(String::from_utf8(t.to_vec()).unwrap()),
                 Event::End(e) if e.name().as_ref() == b"ProtectionHeader" => inside = false,
