@@ -39,6 +39,9 @@ pub struct FileConfig {
     pub storage: crate::recording::StorageConfig,
     #[serde(default)]
     pub recording: crate::recording::RecordingSettings,
+    /// Origin cluster membership (docs/cluster.md); absent: a single node.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 /// Stored media (uploads and on-the-fly packaging).

@@ -29,6 +29,8 @@ struct Settings {
     http: SocketAddr,
     h3: Option<SocketAddr>,
     database: Option<String>,
+    /// The address advertised to cluster peers, with `[cluster]`.
+    advertise: Option<String>,
     file: FileConfig,
 }
 
@@ -83,6 +85,11 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
             ));
         }
     }
+    let advertise = file
+        .cluster
+        .as_ref()
+        .map(|c| c.resolve(http, database.as_deref()))
+        .transpose()?;
     let data = args
         .data
         .or_else(|| file.data.clone())
@@ -94,6 +101,7 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
         http,
         h3,
         database,
+        advertise,
         file,
     })
 }
@@ -275,11 +283,43 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             segment_target: Duration::from_secs_f64(s.file.vod.segment_target_s),
         },
     );
-    let thumbs = ThumbState::new(registry, vod.clone());
-    let app = vela_origin::router(origin)
+    let cluster = match (&s.file.cluster, &s.advertise) {
+        (Some(settings), Some(advertise)) => {
+            let node = crate::cluster::new_node_id();
+            let puller = crate::cluster::puller(
+                node.clone(),
+                cp.cluster_key(),
+                settings,
+                cp.db().clone(),
+                registry.clone(),
+                origin.protection.clone(),
+            );
+            Some((node, advertise.clone(), settings.clone(), puller))
+        }
+        _ => None,
+    };
+    let thumbs = ThumbState::new(registry.clone(), vod.clone());
+    let mut app = vela_origin::router(origin)
         .merge(vela_origin::vod::router(vod))
         .merge(vela_origin::thumb::router(thumbs))
-        .merge(cp.router())
+        .merge(cp.router());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut membership = None;
+    if let Some((node, advertise, settings, puller)) = cluster {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            puller,
+            vela_origin::cluster::layer,
+        ));
+        membership = Some(tokio::spawn(crate::cluster::run_membership(
+            cp.db().clone(),
+            node,
+            advertise,
+            settings,
+            registry.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let app = app
         .layer(axum::middleware::from_fn(
             vela_net::json_errors::json_errors,
         ))
@@ -315,7 +355,6 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let rtmp_task = tokio::spawn(serve_rtmp(rtmp_listener, None, ingest.clone()));
     let rtmps_task = rtmps_listener.map(|l| tokio::spawn(serve_rtmp(l, tls, ingest.clone())));
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let http_task = tokio::spawn(vela_net::http::serve_http(
         http_listener,
         "http",
@@ -351,6 +390,10 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         );
     }
     let _ = stop_tx.send(true);
+    if let Some(m) = membership {
+        // Leaves the cluster (its streams have ended above).
+        let _ = tokio::time::timeout(Duration::from_secs(2), m).await;
+    }
     // Open requests (blocked playlist reloads, streamed segments) get a few
     // seconds; INTERFACE.md promises exit within 10 s.
     if tokio::time::timeout(Duration::from_secs(5), http_task)

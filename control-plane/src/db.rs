@@ -224,6 +224,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite_0003_recording.sql"),
         include_str!("../migrations/postgres_0003_recording.sql"),
     ),
+    (
+        4,
+        "cluster",
+        include_str!("../migrations/sqlite_0004_cluster.sql"),
+        include_str!("../migrations/postgres_0004_cluster.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

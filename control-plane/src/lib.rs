@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod content;
 pub mod db;
 pub mod error;
@@ -107,6 +108,8 @@ pub(crate) struct Inner {
     /// Signs playback tokens (a key derived from the server key, which the
     /// database shares between nodes).
     pub(crate) playback: TokenKey,
+    /// Authenticates requests between cluster nodes (derived from the server key).
+    pub(crate) cluster_key: [u8; 32],
     /// partner id -> (secret generation, active).
     pub(crate) partners: RwLock<HashMap<i64, (i64, bool)>>,
     /// Entry cache for the embedded (single-process) SQLite backend.
@@ -206,6 +209,7 @@ impl ControlPlane {
                 tokens,
                 sealer,
                 playback,
+                cluster_key: derive(&server_key, b"cluster"),
                 partners: RwLock::new(HashMap::new()),
                 cache,
                 cfg,
@@ -271,6 +275,13 @@ impl ControlPlane {
         now: i64,
     ) -> Result<i64, auth::TokenError> {
         self.inner.playback.verify_playback(token, stream, now)
+    }
+
+    /// The key that authenticates requests between the nodes of an origin
+    /// cluster: derived from the server key, which every node sharing the
+    /// database reads.
+    pub fn cluster_key(&self) -> [u8; 32] {
+        self.inner.cluster_key
     }
 
     /// The repository (for tests and tools).

@@ -10,6 +10,7 @@
 //! DVR window lives in a spool on disk ([`dvr`]), its hot segments in a
 //! bounded shared cache ([`dvr_cache`]).
 pub mod access;
+pub mod cluster;
 pub mod dvr;
 pub mod dvr_cache;
 pub mod http;

@@ -245,6 +245,8 @@ pub struct LiveRegistry {
     inner: Arc<Mutex<Inner>>,
     settings: StreamSettings,
     spool: Option<Arc<Spool>>,
+    /// Bumped whenever a stream starts or ends (cluster membership follows it).
+    changes: Arc<watch::Sender<u64>>,
 }
 
 impl LiveRegistry {
@@ -269,6 +271,7 @@ impl LiveRegistry {
             })),
             settings,
             spool,
+            changes: Arc::new(watch::channel(0).0),
         };
         let r = registry.clone();
         hub.on_stream_start(move |start| r.start(start));
@@ -289,6 +292,33 @@ impl LiveRegistry {
         v
     }
 
+    /// The streams being published now (not ended), with their instances.
+    pub fn live_streams(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<(String, u64)> = self
+            .lock()
+            .streams
+            .values()
+            .filter(|s| !s.presentation().is_ended())
+            .map(|s| (s.name.clone(), s.instance))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The stream `name` if it is being published here now (not ended).
+    pub fn get_live(&self, name: &str) -> Option<Arc<LiveStream>> {
+        self.get(name).filter(|s| !s.presentation().is_ended())
+    }
+
+    /// A receiver that sees a change whenever a stream starts or ends.
+    pub fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn announce_change(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
     fn start(&self, start: StreamStart) {
         let config = (self.settings)(&start.name);
         let stream = {
@@ -306,6 +336,7 @@ impl LiveRegistry {
             stream
         };
         metrics::LIVE_STREAMS.set(self.lock().streams.len() as i64);
+        self.announce_change();
         let registry = self.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
@@ -364,6 +395,7 @@ impl LiveRegistry {
             stream = stream.name,
             "stream ended; keeping its window for late viewers"
         );
+        self.announce_change();
         // Keep the ended stream's window for players finishing it, then drop
         // it unless a new publish has replaced it in the meantime.
         let keep = Duration::from_secs_f64(

@@ -160,3 +160,36 @@ pub static RECORDING_LAGGED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+// Origin cluster, `crate::cluster`.
+
+pub static CLUSTER_PULLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "vela_cluster_pulls_total",
+        "Requests for streams held by another cluster node, by how they were served (upstream: a request to the peer; collapsed: joined one in flight; cache: pulled media kept here)",
+        &["served"]
+    )
+    .expect("metric registers once")
+});
+pub static CLUSTER_PULL_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "vela_cluster_pull_errors_total",
+        "Failed pulls from cluster peers and directory reads, by cause",
+        &["cause"]
+    )
+    .expect("metric registers once")
+});
+pub static CLUSTER_PEER_REQUESTS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_cluster_peer_requests_total",
+        "Requests served to other cluster nodes (signed pulls)"
+    )
+    .expect("metric registers once")
+});
+pub static CLUSTER_AUTH_REFUSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "vela_cluster_auth_refused_total",
+        "Requests refused for a bad cluster signature"
+    )
+    .expect("metric registers once")
+});

@@ -148,6 +148,21 @@ impl Server {
         panic!("vela did not restart:\n{last}");
     }
 
+    /// `kill -9` of the server, which stays down (its directory is kept
+    /// until the returned value is dropped).
+    pub fn kill9(mut self) -> TempDir {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let _ = std::fs::rename(
+            &self.stderr_path,
+            self.dir.path.join(format!("vela.stderr.{n}.log")),
+        );
+        std::mem::replace(&mut self.dir, TempDir::new("vela-moved"))
+    }
+
     fn spawn(
         dir: TempDir,
         data: PathBuf,
