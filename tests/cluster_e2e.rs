@@ -117,6 +117,36 @@ fn a_stream_published_to_one_node_plays_from_another_and_moves_when_its_node_die
         scan.next_msn()
     );
 
+    // The figure of benches/README.md (printed, not asserted): how much
+    // later a viewer on B than one on A gets the playlist that lists a new
+    // part, both blocking on the same part.
+    let mut lags = Vec::new();
+    for _ in 0..15 {
+        let scan = scan_media_playlist(&a.get_ok(&media_path).text());
+        let q = format!(
+            "{media_path}?_HLS_msn={}&_HLS_part={}",
+            scan.next_msn(),
+            scan.trailing_parts().len() + 1
+        );
+        let (ua, ub) = (a.url(&q), b.url(&q));
+        let ta = std::thread::spawn(move || {
+            http_get(&ua).unwrap();
+            std::time::Instant::now()
+        });
+        let tb = std::thread::spawn(move || {
+            http_get(&ub).unwrap();
+            std::time::Instant::now()
+        });
+        let (ta, tb) = (ta.join().unwrap(), tb.join().unwrap());
+        lags.push(tb.saturating_duration_since(ta).as_secs_f64() * 1000.0);
+    }
+    lags.sort_by(f64::total_cmp);
+    eprintln!(
+        "part listing on B vs A over 15 blocking reloads: median {:.1} ms later, max {:.1} ms",
+        lags[lags.len() / 2],
+        lags[lags.len() - 1]
+    );
+
     // Nobody holds this one: a clean JSON 404 from B.
     let r = b.get("/live/nobody/master.m3u8");
     assert_eq!(r.status, 404);

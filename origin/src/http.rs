@@ -11,7 +11,8 @@
 //! | `/healthz`, `/metrics`, `/time` | health, Prometheus, clock for DASH players |
 //!
 //! Caching: manifests are fresh for a second in shared caches (`s-maxage=1`,
-//! so a CDN collapses viewers' polls) and not at all in a player's own cache
+//! so a CDN collapses viewers' polls; an LL-HLS blocking reload, whose URL
+//! names a playlist version, for 30 s: docs/cdn.md) and not at all in a player's own cache
 //! (`max-age=0`): players refresh an LL-DASH MPD every part (a third of a
 //! second), and a browser-cached copy up to a second old hid new segments
 //! and put Shaka a second further from the edge. Media files never
@@ -41,6 +42,10 @@ use crate::metrics;
 use crate::protect::{DashMode, DrmPolicy, FileId, ProtectError, Protection};
 
 const PLAYLIST_CACHE: &str = "public, max-age=0, s-maxage=1";
+/// A blocking reload (`_HLS_msn`): its URL names a playlist version that
+/// never goes back, so shared caches may keep the answer (and hold the
+/// concurrent requests for it on one upstream request, `proxy_cache_lock`).
+const BLOCKING_PLAYLIST_CACHE: &str = "public, max-age=0, s-maxage=30";
 const ENDED_PLAYLIST_CACHE: &str = "public, max-age=60";
 const MEDIA_CACHE: &str = "public, max-age=31536000, immutable";
 const ERROR_CACHE: &str = "no-cache";
@@ -318,9 +323,21 @@ fn manifest_response(
     body: String,
     ended: bool,
 ) -> Response {
+    manifest_response_with(headers, content_type, body, ended, false)
+}
+
+fn manifest_response_with(
+    headers: &HeaderMap,
+    content_type: &'static str,
+    body: String,
+    ended: bool,
+    blocking: bool,
+) -> Response {
     let etag = format!("\"{:016x}\"", fnv1a(body.as_bytes()));
     let cache = if ended {
         ENDED_PLAYLIST_CACHE
+    } else if blocking {
+        BLOCKING_PLAYLIST_CACHE
     } else {
         PLAYLIST_CACHE
     };
@@ -755,11 +772,12 @@ async fn serve_media_playlist(
         _ => hls::media_playlist(&p, &rid, hls::Skip(d.skip)),
     }
     .ok_or(OriginError::NotFound)?;
-    Ok(manifest_response(
+    Ok(manifest_response_with(
         &headers,
         "application/vnd.apple.mpegurl",
         body,
         p.is_ended(),
+        d.msn.is_some(),
     ))
 }
 
