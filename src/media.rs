@@ -89,7 +89,17 @@ impl VodCatalog for EntryCatalog {
             match self.cp.media_source(entry).await {
                 Ok(Some(src)) => match src.status {
                     EntryStatus::Ready | EntryStatus::Processing => {
-                        Ok(VodSource { path: src.path })
+                        // The keys' timeline: the entry's last change, the
+                        // same on every node; in ms, and a second past it so
+                        // it orders after the file-time timelines (ms) of
+                        // keys made before.
+                        let version = u64::try_from(src.updated_at.saturating_add(1))
+                            .ok()
+                            .map(|s| s.saturating_mul(1000));
+                        Ok(VodSource {
+                            path: src.path,
+                            version,
+                        })
                     }
                     _ => Err(VodLookupError::NotReady),
                 },

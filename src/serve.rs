@@ -255,8 +255,14 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     origin.dash_target_latency_ms = live_config.dash_target_latency_ms;
     let drm = s.file.drm.clone().unwrap_or_default();
     let open_policy = drm.policy()?;
-    let keys =
-        vela_drm::KeyStore::open(s.data.join("keys"), drm.rotate_every).context("key store")?;
+    // Keys derived from the cluster's server key: every node on one
+    // database encrypts the same content under the same keys.
+    let keys = vela_drm::KeyStore::open_shared(
+        s.data.join("keys"),
+        drm.rotate_every,
+        cp.content_key_secret(),
+    )
+    .context("key store")?;
     let per_entry_drm = entry_settings.clone();
     origin.protection = Some(Arc::new(Protection::new(
         keys,

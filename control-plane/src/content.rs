@@ -199,6 +199,9 @@ pub struct MediaSource {
     pub media: Option<MediaInfo>,
     /// File size in bytes.
     pub size: u64,
+    /// When the entry last changed (unix seconds, from the database, so the
+    /// same on every node): the content's version as a cluster sees it.
+    pub updated_at: i64,
     /// File modification time: with `size`, a key for caches of the file's index (a
     /// replacement renames a new file over the old one).
     pub modified: Option<SystemTime>,

@@ -110,6 +110,9 @@ pub(crate) struct Inner {
     pub(crate) playback: TokenKey,
     /// Authenticates requests between cluster nodes (derived from the server key).
     pub(crate) cluster_key: [u8; 32],
+    /// The secret content keys are derived under (from the server key, so
+    /// every node on one database derives the same keys).
+    pub(crate) content_keys: [u8; 32],
     /// partner id -> (secret generation, active).
     pub(crate) partners: RwLock<HashMap<i64, (i64, bool)>>,
     /// Entry cache for the embedded (single-process) SQLite backend.
@@ -153,6 +156,13 @@ fn parse_key(hexstr: &str) -> Option<[u8; 32]> {
 }
 
 impl ControlPlane {
+    /// The secret the DRM key store derives content keys under: derived
+    /// from the server key the database holds, so the same on every node of
+    /// a cluster (and never the server key itself).
+    pub fn content_key_secret(&self) -> [u8; 32] {
+        self.inner.content_keys
+    }
+
     /// Opens the database (creating and migrating it), creates the admin partner on first
     /// start (secret written to `DATA/admin-secret`, mode 0600), and opens or rebuilds the
     /// search index. Spawns background refreshers on the current tokio runtime.
@@ -169,6 +179,7 @@ impl ControlPlane {
         // A separate key for sealing stream keys, derived from the server key.
         let sealer = TokenKey::new(derive(&server_key, b"seal"));
         let playback = TokenKey::new(derive(&server_key, b"playback"));
+        let content_keys = derive(&server_key, b"content keys");
 
         // The admin partner (id 1) on first start.
         let now = now_s();
@@ -210,6 +221,7 @@ impl ControlPlane {
                 sealer,
                 playback,
                 cluster_key: derive(&server_key, b"cluster"),
+                content_keys,
                 partners: RwLock::new(HashMap::new()),
                 cache,
                 cfg,

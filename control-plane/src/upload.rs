@@ -467,6 +467,7 @@ impl ControlPlane {
             path,
             media: row.media.clone(),
             size: meta.len(),
+            updated_at: row.updated_at,
             modified: meta.modified().ok(),
         }))
     }

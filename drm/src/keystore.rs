@@ -29,8 +29,25 @@
 //! `ProtectionHeader` names its keys). So the store holds about a window's
 //! worth of periods however long the stream runs.
 //!
-//! Key bytes come from `rand::rng()` (ChaCha12 seeded from the OS). They are
-//! never logged: [`ContentKey`]'s `Debug` is redacted, and errors name files
+//! ## Keys shared by a cluster
+//!
+//! A store opened with a secret ([`KeyStore::open_shared`]: the binary
+//! gives it one derived from the cluster's server key, which every node on
+//! one database shares) derives each key instead of drawing it: key id, key
+//! and IV are HMAC-SHA256 of (stream, timeline, track kind, period) under
+//! the secret, each with its own label. Every node then encrypts the same
+//! content (the same stream name and timeline: a VOD entry's version, a
+//! live instance) under the same key, so a player may take its key from
+//! one node and its segments from another. Key files still record which
+//! keys exist and the timeline and floor (the retirement rules above hold
+//! per node as before); with a secret, the key material of a loaded record
+//! is derived again rather than read, so a record written before the store
+//! had a secret takes the cluster's key too. Deriving the same scope again
+//! gives the same key: that is the point, and it is safe because one scope
+//! always names the same media.
+//!
+//! Without a secret, key bytes come from `rand::rng()` (ChaCha12 seeded
+//! from the OS). They are never logged: [`ContentKey`]'s `Debug` is redacted, and errors name files
 //! and reasons, not contents.
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +55,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use vela_media::MediaKind;
@@ -116,7 +134,63 @@ struct State {
 pub struct KeyStore {
     dir: PathBuf,
     rotation: Option<u64>,
+    /// Keys are derived under this secret (shared by a cluster's nodes);
+    /// `None`: drawn at random.
+    secret: Option<[u8; 32]>,
     state: Mutex<State>,
+}
+
+/// One of the three values derived for a key scope.
+fn derive16(
+    secret: &[u8; 32],
+    label: &[u8],
+    stream: &str,
+    timeline: u64,
+    slot: Slot,
+    period: u64,
+) -> [u8; 16] {
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
+    m.update(label);
+    // Length-prefixed: no two (stream, ...) tuples feed the same bytes.
+    m.update(&(stream.len() as u64).to_be_bytes());
+    m.update(stream.as_bytes());
+    m.update(&timeline.to_be_bytes());
+    m.update(&[slot]);
+    m.update(&period.to_be_bytes());
+    let out = m.finalize().into_bytes();
+    let mut v = [0u8; 16];
+    v.copy_from_slice(&out[..16]);
+    v
+}
+
+/// The key of (stream, timeline, slot, period) under `secret`.
+fn derive_key(
+    secret: &[u8; 32],
+    stream: &str,
+    timeline: u64,
+    slot: Slot,
+    period: u64,
+) -> ContentKey {
+    ContentKey {
+        period,
+        kid: derive16(
+            secret,
+            b"vela content kid\0",
+            stream,
+            timeline,
+            slot,
+            period,
+        ),
+        key: derive16(
+            secret,
+            b"vela content key\0",
+            stream,
+            timeline,
+            slot,
+            period,
+        ),
+        iv: derive16(secret, b"vela content iv\0", stream, timeline, slot, period),
+    }
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -124,6 +198,7 @@ impl std::fmt::Debug for KeyStore {
         f.debug_struct("KeyStore")
             .field("dir", &self.dir)
             .field("rotation", &self.rotation)
+            .field("shared", &self.secret.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -184,7 +259,26 @@ impl KeyStore {
     /// Opens (creating it if needed) the store in `dir` and loads every key
     /// file in it. `rotation`: a new key every that many segments.
     pub fn open(dir: impl AsRef<Path>, rotation: Option<u64>) -> Result<KeyStore, DrmError> {
-        let dir = dir.as_ref().to_path_buf();
+        Self::open_with(dir.as_ref(), rotation, None)
+    }
+
+    /// Opens the store like [`KeyStore::open`], deriving every key under
+    /// `secret` (see the module docs): stores of the nodes of one cluster,
+    /// given the same secret, hand out the same keys.
+    pub fn open_shared(
+        dir: impl AsRef<Path>,
+        rotation: Option<u64>,
+        secret: [u8; 32],
+    ) -> Result<KeyStore, DrmError> {
+        Self::open_with(dir.as_ref(), rotation, Some(secret))
+    }
+
+    fn open_with(
+        dir: &Path,
+        rotation: Option<u64>,
+        secret: Option<[u8; 32]>,
+    ) -> Result<KeyStore, DrmError> {
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         #[cfg(unix)]
         {
@@ -213,12 +307,15 @@ impl KeyStore {
                     reason: format!("bad {what} in a key record"),
                 };
                 let kind = parse_kind(&r.kind).ok_or_else(|| bad("kind"))?;
-                let key = ContentKey {
+                let mut key = ContentKey {
                     period: r.period,
                     kid: unhex16(&r.kid).ok_or_else(|| bad("kid"))?,
                     key: unhex16(&r.key).ok_or_else(|| bad("key"))?,
                     iv: unhex16(&r.iv).ok_or_else(|| bad("iv"))?,
                 };
+                if let Some(secret) = &secret {
+                    key = derive_key(secret, &file.stream, file.timeline, slot(kind), r.period);
+                }
                 state
                     .by_kid
                     .insert(key.kid, (file.stream.as_str().into(), key.clone()));
@@ -229,6 +326,7 @@ impl KeyStore {
         Ok(KeyStore {
             dir,
             rotation: rotation.filter(|&n| n > 0),
+            secret,
             state: Mutex::new(state),
         })
     }
@@ -281,16 +379,22 @@ impl KeyStore {
             }
             _ => {}
         }
-        let mut rng = rand::rng();
-        let mut key = ContentKey {
-            period,
-            kid: [0; 16],
-            key: [0; 16],
-            iv: [0; 16],
+        let key = match &self.secret {
+            Some(secret) => derive_key(secret, stream, scope.timeline, at.0, period),
+            None => {
+                let mut rng = rand::rng();
+                let mut key = ContentKey {
+                    period,
+                    kid: [0; 16],
+                    key: [0; 16],
+                    iv: [0; 16],
+                };
+                rng.fill_bytes(&mut key.kid);
+                rng.fill_bytes(&mut key.key);
+                rng.fill_bytes(&mut key.iv);
+                key
+            }
         };
-        rng.fill_bytes(&mut key.kid);
-        rng.fill_bytes(&mut key.key);
-        rng.fill_bytes(&mut key.iv);
 
         // The stream's keys after this one is added: a newer timeline starts
         // empty; periods that left the window go.
@@ -582,6 +686,63 @@ mod tests {
         assert!(s.key(at("", 1), None, 0).is_err());
         let again = KeyStore::open(dir.path(), None).unwrap();
         assert_eq!(again.key(at("../etc/passwd", 1), None, 0).unwrap(), k);
+    }
+
+    /// Two nodes' stores under one secret hand out the same keys for the
+    /// same scope (whichever asks first), different ones for another
+    /// timeline, kind or period; another secret, or none, other keys. The
+    /// retirement rules are unchanged.
+    #[test]
+    fn stores_with_one_secret_derive_the_same_keys() {
+        let (d1, d2, d3) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let secret = [7u8; 32];
+        let a = KeyStore::open_shared(d1.path(), Some(10), secret).unwrap();
+        let b = KeyStore::open_shared(d2.path(), Some(10), secret).unwrap();
+        let other = KeyStore::open_shared(d3.path(), Some(10), [8u8; 32]).unwrap();
+        let vod = at("vod-1_abc", 3);
+        let kb = b.key(vod, Some(MediaKind::Video), 25).unwrap();
+        let ka = a.key(vod, Some(MediaKind::Video), 25).unwrap();
+        assert_eq!(ka, kb);
+        assert_eq!(ka.period, 2);
+        assert_ne!(ka.key, ka.kid);
+        assert_ne!(ka.iv, ka.key);
+        for k in [
+            a.key(vod, Some(MediaKind::Audio), 25).unwrap(),
+            a.key(vod, None, 25).unwrap(),
+            a.key(vod, Some(MediaKind::Video), 35).unwrap(),
+            a.key(at("vod-1_abd", 3), Some(MediaKind::Video), 25)
+                .unwrap(),
+            other.key(vod, Some(MediaKind::Video), 25).unwrap(),
+        ] {
+            assert_ne!(k.kid, ka.kid);
+            assert_ne!(k.key, ka.key);
+        }
+        let newer = a
+            .key(at("vod-1_abc", 4), Some(MediaKind::Video), 25)
+            .unwrap();
+        assert_ne!(newer.key, ka.key, "a new version, new keys");
+        assert!(matches!(
+            a.key(vod, Some(MediaKind::Video), 25),
+            Err(DrmError::KeyRetired { timeline: 3, .. })
+        ));
+        assert_eq!(b.find_by_kid(&ka.kid).unwrap(), ka);
+
+        // A record written without a secret takes the derived key when the
+        // store is opened with one; the file keeps the state.
+        let plain_dir = tempfile::tempdir().unwrap();
+        let random = {
+            let s = KeyStore::open(plain_dir.path(), Some(10)).unwrap();
+            s.key(vod, Some(MediaKind::Video), 25).unwrap()
+        };
+        assert_ne!(random.key, ka.key);
+        let shared = KeyStore::open_shared(plain_dir.path(), Some(10), secret).unwrap();
+        assert!(shared.find_by_kid(&random.kid).is_none());
+        assert_eq!(shared.find_by_kid(&ka.kid).unwrap(), ka);
+        assert_eq!(shared.key(vod, Some(MediaKind::Video), 25).unwrap(), ka);
     }
 
     #[test]

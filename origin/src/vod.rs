@@ -55,6 +55,11 @@ const VOD_CACHE: &str = "public, max-age=86400";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VodSource {
     pub path: PathBuf,
+    /// The content's version as every node of a cluster sees it (the
+    /// catalog's, increasing with each change): its encryption keys'
+    /// timeline, so all nodes derive the same keys. `None`: the file's
+    /// modification time, which only this node knows.
+    pub version: Option<u64>,
 }
 
 /// Why an entry cannot be played.
@@ -175,12 +180,17 @@ impl VodState {
         let source = self.source(entry).await?;
         let state = self.clone();
         let entry = entry.to_string();
-        tokio::task::spawn_blocking(move || state.open(&entry, &source.path))
+        tokio::task::spawn_blocking(move || state.open(&entry, &source.path, source.version))
             .await
             .map_err(|_| OriginError::Internal)?
     }
 
-    fn open(&self, entry: &str, path: &std::path::Path) -> Result<Arc<Asset>, OriginError> {
+    fn open(
+        &self,
+        entry: &str,
+        path: &std::path::Path,
+        version: Option<u64>,
+    ) -> Result<Arc<Asset>, OriginError> {
         let (index, file, key) = self.inner.indexes.open(path).map_err(|e| {
             vod_failed(entry, &e);
             OriginError::NotFound
@@ -214,7 +224,7 @@ impl VodState {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         Ok(Arc::new(Asset {
-            version: since_epoch.as_millis() as u64,
+            version: version.unwrap_or(since_epoch.as_millis() as u64),
             etag_base: format!("{:x}-{:x}", index.file_len(), since_epoch.as_nanos() as u64),
             last_modified: httpdate(modified),
             index,
@@ -234,8 +244,9 @@ pub(crate) struct Asset {
     key: FileKey,
     presentation: Arc<Presentation>,
     fragments: Arc<FragmentCache>,
-    /// The stored file's modification time, ms: its encryption keys'
-    /// timeline, so replaced content never reuses a key.
+    /// The content's version ([`VodSource::version`], else the stored
+    /// file's modification time, ms): its encryption keys' timeline, so
+    /// replaced content never reuses a key.
     version: u64,
     /// Size and mtime: every ETag of the asset's files starts with it.
     etag_base: String,
