@@ -116,6 +116,8 @@ pub struct PlaybackConfig {
 pub struct ListenConfig {
     pub rtmp: Option<String>,
     pub http: Option<String>,
+    /// HTTPS listener, or "off"; on by default only with `[tls]`.
+    pub https: Option<String>,
     pub h3: Option<String>,
     /// RTMPS listener; needs `[tls]`.
     pub rtmps: Option<String>,

@@ -11,6 +11,7 @@ mod limits;
 mod media;
 mod recording;
 mod serve;
+mod tls;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ pub struct ServeArgs {
     /// HTTP/1.1 + HTTP/2 listener (origin, API, metrics) [default: 0.0.0.0:8080]
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
+    /// HTTPS (HTTP/1.1 + HTTP/2 over TLS) listener, or `off` [default: 0.0.0.0:8443 when [tls] names a certificate]
+    #[arg(long, value_name = "ADDR|off")]
+    pub https: Option<String>,
     /// HTTP/3 (QUIC) listener, or `off` [default: 0.0.0.0:8443]
     #[arg(long, value_name = "ADDR|off")]
     pub h3: Option<String>,

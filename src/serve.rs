@@ -27,6 +27,7 @@ struct Settings {
     rtmp: SocketAddr,
     rtmps: Option<SocketAddr>,
     http: SocketAddr,
+    https: Option<SocketAddr>,
     h3: Option<SocketAddr>,
     database: Option<String>,
     /// The address advertised to cluster peers, with `[cluster]`.
@@ -66,6 +67,14 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
     } else {
         Some(config::parse_addr("--h3", &h3)?)
     };
+    // HTTPS is on by default only with a configured certificate; asked for
+    // explicitly without one, it uses the self-signed one (docs/https.md).
+    let https = match args.https.as_ref().or(file.listen.https.as_ref()) {
+        Some(v) if v == "off" => None,
+        Some(v) => Some(config::parse_addr("--https", v)?),
+        None if file.tls.is_some() => Some(config::parse_addr("--https", "0.0.0.0:8443")?),
+        None => None,
+    };
     let rtmps = file
         .listen
         .rtmps
@@ -99,6 +108,7 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
         rtmp,
         rtmps,
         http,
+        https,
         h3,
         database,
         advertise,
@@ -158,11 +168,36 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let http_listener = bind("HTTP", s.http).await?;
-    let tls = match &s.file.tls {
-        Some(t) => {
-            Some(vela_ingest::tls::load_tls_config(&t.cert, &t.key).context("RTMPS certificate")?)
-        }
+    let https_listener = match s.https {
+        Some(a) => Some(bind("HTTPS", a).await?),
         None => None,
+    };
+    let certs = crate::tls::certificates(
+        &s.data,
+        s.file.tls.as_ref(),
+        s.https.is_some() || s.h3.is_some(),
+    )
+    .await?;
+    let (limits, http_limits) = crate::limits::listener_limits(&s.file.limits);
+    let h3_limits = vela_net::h3::H3Limits {
+        http: http_limits,
+        ..Default::default()
+    };
+    let h3_listener = match (s.h3, &certs) {
+        (Some(a), Some(c)) => {
+            let tls = c
+                .server_config(&vela_net::h3::ALPN, true)
+                .context("HTTP/3 TLS configuration")?;
+            Some(vela_net::h3::H3Listener::bind(a, tls, &h3_limits)?)
+        }
+        _ => None,
+    };
+    let rtmps_tls = match &certs {
+        Some(c) if rtmps_listener.is_some() => Some(Arc::new(
+            c.server_config(&[], false)
+                .context("RTMPS TLS configuration")?,
+        )),
+        _ => None,
     };
 
     let shared_store = crate::recording::media_store(&s.data, &s.file.storage)
@@ -325,7 +360,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             stop_rx.clone(),
         )));
     }
-    let app = app
+    let mut app = app
         .layer(axum::middleware::from_fn(
             vela_net::json_errors::json_errors,
         ))
@@ -333,7 +368,6 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             vela_origin::http::cors_and_metrics,
         ));
 
-    let (limits, http_limits) = crate::limits::listener_limits(&s.file.limits);
     let authorizer = ControlPlaneAuthorizer {
         cp: cp.clone(),
         settings: entry_settings,
@@ -353,14 +387,62 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         s.rtmp.port(),
         s.http.port()
     );
-    if let Some(h3) = s.h3 {
-        tracing::warn!(%h3, "HTTP/3 is not implemented yet; serving HTTP/1.1 and HTTP/2 only (use --h3 off to silence this)");
+    if s.https.is_none() && s.file.tls.is_none() {
+        tracing::info!("HTTPS is off: [tls] names no certificate (pass --https ADDR to serve HTTPS with the self-signed certificate)");
     }
 
     vela_net::metrics::spawn_runtime_sampler();
     let rtmp_task = tokio::spawn(serve_rtmp(rtmp_listener, None, ingest.clone()));
-    let rtmps_task = rtmps_listener.map(|l| tokio::spawn(serve_rtmp(l, tls, ingest.clone())));
+    let rtmps_task = rtmps_listener.map(|l| tokio::spawn(serve_rtmp(l, rtmps_tls, ingest.clone())));
+    if let Some(c) = &certs {
+        crate::tls::spawn_reload_on_sighup(c.clone());
+    }
 
+    let h3_task = match h3_listener {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            tracing::info!(h3 = %addr, "serving HTTP/3 (QUIC, UDP); TCP responses announce it with Alt-Svc");
+            let task = tokio::spawn(vela_net::h3::serve_h3(
+                l,
+                "h3",
+                app.clone(),
+                h3_limits,
+                stop_rx.clone(),
+            ));
+            // Browsers learn of HTTP/3 from the TCP listeners' answers.
+            let alt_svc = vela_net::h3::alt_svc(addr.port());
+            app = app.layer(axum::middleware::map_response(
+                move |mut r: axum::response::Response| {
+                    let v = alt_svc.clone();
+                    async move {
+                        r.headers_mut()
+                            .entry(axum::http::header::ALT_SVC)
+                            .or_insert(v);
+                        r
+                    }
+                },
+            ));
+            Some(task)
+        }
+        None => None,
+    };
+    let https_task = match (https_listener, &certs) {
+        (Some(l), Some(c)) => {
+            let tls = c
+                .server_config(&vela_net::https::ALPN, false)
+                .context("HTTPS TLS configuration")?;
+            tracing::info!(https = %l.local_addr()?, "serving HTTPS (HTTP/1.1 and HTTP/2)");
+            Some(tokio::spawn(vela_net::https::serve_https(
+                l,
+                "https",
+                app.clone(),
+                http_limits,
+                Arc::new(tls),
+                stop_rx.clone(),
+            )))
+        }
+        _ => None,
+    };
     let http_task = tokio::spawn(vela_net::http::serve_http(
         http_listener,
         "http",
@@ -402,7 +484,16 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     }
     // Open requests (blocked playlist reloads, streamed segments) get a few
     // seconds; INTERFACE.md promises exit within 10 s.
-    if tokio::time::timeout(Duration::from_secs(5), http_task)
+    let listeners = async {
+        let _ = http_task.await;
+        if let Some(t) = https_task {
+            let _ = t.await;
+        }
+        if let Some(t) = h3_task {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), listeners)
         .await
         .is_err()
     {

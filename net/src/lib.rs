@@ -18,19 +18,30 @@
 //!   limit (keep-alives, stalled writes) and JSON for hyper's own `400`,
 //!   `414` and `431` answers; [`http::serve_connection`] serves one already
 //!   accepted (e.g. TLS) stream.
+//! - [`https`]: the HTTPS listener (HTTP/1.1 + HTTP/2 by ALPN) on the same
+//!   pieces; [`tls`]: the reloadable server certificate of every TLS
+//!   listener (and the self-signed one kept in the data directory).
+//! - [`h3`]: the HTTP/3 (QUIC) listener with the same admission and time
+//!   limits plus address validation (Retry) under load; [`h3_request`]
+//!   serves one HTTP/3 request on the router.
 //! - [`json_errors`]: the axum middleware that gives every error answer of
 //!   the stack (routing `404`/`405`, extractor `413`/`415`/`422`) the JSON
 //!   error shape.
 //! - [`metrics`]: `vela_connections_open`, `vela_connections_pre_auth`,
 //!   `vela_connections_refused_total`, `vela_connections_timed_out_total`,
-//!   `vela_accept_errors_total`, `vela_http_layer_errors_total`.
+//!   `vela_accept_errors_total`, `vela_http_layer_errors_total`,
+//!   `vela_quic_retries_total`.
 //!
 //! A refused connection costs one `accept` and one non-blocking write at most.
 
 pub mod accept;
 pub mod fdlimit;
+pub mod h3;
+pub mod h3_request;
 pub mod http;
 pub mod http_io;
+pub mod https;
 pub mod json_errors;
 pub mod limits;
 pub mod metrics;
+pub mod tls;

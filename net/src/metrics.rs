@@ -107,3 +107,13 @@ pub fn spawn_runtime_sampler() {
         }
     });
 }
+
+/// QUIC connection attempts answered with a Retry (address validation
+/// under load), by listener.
+pub static QUIC_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter(
+        "vela_quic_retries_total",
+        "QUIC connection attempts answered with a Retry to validate the client address",
+        &["listener"],
+    )
+});

@@ -77,6 +77,8 @@ pub struct Server {
     pub dir: TempDir,
     pub data: PathBuf,
     stderr_path: PathBuf,
+    /// Flags added to `vela serve` (kept across a restart).
+    args: Vec<String>,
 }
 
 impl Server {
@@ -90,12 +92,23 @@ impl Server {
         Self::start_with(Some(toml))
     }
 
+    /// Starts a server with an optional configuration file and flags made
+    /// by `args` (called again on each retry, so it can pick fresh ports);
+    /// `--h3 off` is passed unless they contain `--h3`.
+    pub fn start_with_args(config: Option<&str>, args: impl Fn() -> Vec<String>) -> Server {
+        Self::start_inner(config, &args)
+    }
+
     fn start_with(config: Option<&str>) -> Server {
+        Self::start_inner(config, &Vec::new)
+    }
+
+    fn start_inner(config: Option<&str>, args: &dyn Fn() -> Vec<String>) -> Server {
         let mut last_err = String::new();
         // A port found free may be taken by a parallel test before vela binds
         // it: vela then exits (code 2); try again with new ports.
         for _attempt in 0..3 {
-            match Self::try_start(config) {
+            match Self::try_start(config, args()) {
                 Ok(s) => return s,
                 Err(e) => last_err = e,
             }
@@ -103,7 +116,7 @@ impl Server {
         panic!("vela did not start:\n{last_err}");
     }
 
-    fn try_start(config: Option<&str>) -> Result<Server, String> {
+    fn try_start(config: Option<&str>, args: Vec<String>) -> Result<Server, String> {
         let dir = TempDir::new("vela");
         let data = dir.path.join("data");
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -111,7 +124,7 @@ impl Server {
         if let Some(toml) = config {
             std::fs::write(dir.path.join("vela.toml"), toml).unwrap();
         }
-        Self::spawn(dir, data, rtmp, http, config.is_some())
+        Self::spawn(dir, data, rtmp, http, config.is_some(), args)
     }
 
     /// `kill -9` of the server, then a new `vela serve` on the same data directory,
@@ -130,13 +143,21 @@ impl Server {
         );
         let dir = std::mem::replace(&mut me.dir, TempDir::new("vela-moved"));
         let (data, rtmp, http) = (me.data.clone(), me.rtmp, me.http);
+        let args = std::mem::take(&mut me.args);
         let config = dir.path.join("vela.toml").exists();
         drop(me);
         // The ports were ours a moment ago; a restart normally gets them back.
         let mut last = String::new();
         let mut dir = Some(dir);
         for _ in 0..50 {
-            match Self::spawn_keep(dir.take().unwrap(), data.clone(), rtmp, http, config) {
+            match Self::spawn_keep(
+                dir.take().unwrap(),
+                data.clone(),
+                rtmp,
+                http,
+                config,
+                args.clone(),
+            ) {
                 Ok(s) => return s,
                 Err((d, e)) => {
                     last = e;
@@ -169,8 +190,9 @@ impl Server {
         rtmp: SocketAddr,
         http: SocketAddr,
         config: bool,
+        args: Vec<String>,
     ) -> Result<Server, String> {
-        Self::spawn_keep(dir, data, rtmp, http, config).map_err(|(_, e)| e)
+        Self::spawn_keep(dir, data, rtmp, http, config, args).map_err(|(_, e)| e)
     }
 
     fn spawn_keep(
@@ -179,6 +201,7 @@ impl Server {
         rtmp: SocketAddr,
         http: SocketAddr,
         config: bool,
+        args: Vec<String>,
     ) -> Result<Server, (TempDir, String)> {
         let stderr_path = dir.path.join("vela.stderr.log");
         let stderr = File::create(&stderr_path).unwrap();
@@ -191,8 +214,10 @@ impl Server {
             .arg(rtmp.to_string())
             .arg("--http")
             .arg(http.to_string())
-            .arg("--h3")
-            .arg("off");
+            .args(&args);
+        if !args.iter().any(|a| a == "--h3") {
+            cmd.arg("--h3").arg("off");
+        }
         if config {
             cmd.arg("--config").arg(dir.path.join("vela.toml"));
         }
@@ -213,6 +238,7 @@ impl Server {
             dir,
             data,
             stderr_path,
+            args,
         };
 
         // Wait for /healthz: up to 300 × 100 ms.
