@@ -16,15 +16,23 @@
 //! calls [`serve_connection`] with the TLS stream.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::response::Response;
 use axum::Router;
+use bytes::{Bytes, BytesMut};
+use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper::server::conn::http1::{self, Parts};
+use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -34,6 +42,7 @@ use crate::accept::Acceptor;
 use crate::http_io::{json_error_response, ConnState, GuardedIo, IoLimits};
 use crate::limits::{AdmissionLimits, ConnectionGuard, ConnectionLimiter, RefusalLog};
 use crate::metrics;
+use crate::prefixed::Prefixed;
 
 /// Limits of an HTTP listener.
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +146,16 @@ pub async fn serve_http(
 
 /// Serves one admitted connection (plain TCP or a finished TLS handshake)
 /// until it closes or `stop` turns true (then gracefully).
+///
+/// The first bytes tell HTTP/2 (its preface) from HTTP/1. An HTTP/2
+/// connection is one hyper connection for its life. HTTP/1 keep-alives are
+/// parked between requests: once a response that allows keep-alive is
+/// under way, hyper is told to finish that exchange and hand the socket
+/// back ([`http1::Connection::poll_without_shutdown`]); the socket then
+/// waits for the next request's first bytes with no hyper state (hyper's
+/// 8 KiB read buffer and header write buffer would otherwise stay with
+/// every idle keep-alive), and a new hyper connection takes over from
+/// those bytes. The client sees one ordinary keep-alive connection.
 pub async fn serve_connection<I>(
     io: I,
     mut guard: ConnectionGuard,
@@ -149,7 +168,7 @@ pub async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let state = Arc::new(ConnState::new(guard.take_pre_auth()));
-    let io = TokioIo::new(GuardedIo::new(
+    let mut io = GuardedIo::new(
         io,
         state.clone(),
         IoLimits {
@@ -158,31 +177,193 @@ pub async fn serve_connection<I>(
         },
         name,
         opened,
-    ));
-    let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-        let state = state.clone();
-        let app = app.clone();
-        async move {
-            let _in_flight = state.request_started();
-            let res = app.oneshot(req.map(Body::new)).await;
-            Ok::<_, Infallible>(match res {
-                Ok(r) => r,
-                Err(never) => match never {},
-            })
+    );
+    // One read buffer for the sniff here and the wake-up reads of a parked
+    // keep-alive; hyper's connections are boxed: while a connection waits,
+    // its task holds only this future (about 1 KiB), not hyper's state.
+    let mut buf = [0u8; FIRST_READ];
+    let mut first = BytesMut::new();
+    while !io.protocol_known() {
+        let n = tokio::select! {
+            r = io.read(&mut buf) => r.unwrap_or(0),
+            _ = stopped(&mut stop) => 0,
+        };
+        if n == 0 {
+            return;
         }
-    });
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+        first.extend_from_slice(&buf[..n]);
+    }
+    let park = Arc::new(AtomicBool::new(false));
+    let service = RouterService {
+        app,
+        state,
+        park: park.clone(),
+    };
+    let result = if io.is_h2() {
+        let mut conn = Box::pin(
+            http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(Prefixed::new(first.freeze(), io)), service),
+        );
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stopped(&mut stop) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
         }
+    } else {
+        serve_h1(
+            first.freeze(),
+            io,
+            service,
+            &park,
+            &mut stop,
+            name,
+            &mut buf,
+        )
+        .await
     };
     if let Err(e) = result {
         tracing::debug!(listener = name, error = %e, "HTTP connection ended with an error");
     }
     drop(guard);
 }
+
+/// Bytes read by the listener itself: the protocol sniff, the wake-up read
+/// of a parked keep-alive. A request line and a few headers usually fit.
+const FIRST_READ: usize = 512;
+
+/// The HTTP/1 side of [`serve_connection`]: one hyper connection per
+/// exchange, parked in between.
+async fn serve_h1<I>(
+    mut prefix: Bytes,
+    mut io: GuardedIo<I>,
+    service: RouterService,
+    park: &AtomicBool,
+    stop: &mut watch::Receiver<bool>,
+    name: &'static str,
+    buf: &mut [u8; FIRST_READ],
+) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    loop {
+        park.store(false, Ordering::Release);
+        let mut conn = Box::new(
+            http1::Builder::new()
+                .serve_connection(TokioIo::new(Prefixed::new(prefix, io)), service.clone()),
+        );
+        let mut parking = false;
+        let mut stopping = false;
+        {
+            let mut stop_wait = std::pin::pin!(stopped(stop));
+            std::future::poll_fn(|cx| loop {
+                if !stopping && stop_wait.as_mut().poll(cx).is_ready() {
+                    stopping = true;
+                    Pin::new(&mut *conn).graceful_shutdown();
+                }
+                if let Poll::Ready(r) = conn.poll_without_shutdown(cx) {
+                    return Poll::Ready(r);
+                }
+                // Set while hyper polled the service, so the response head
+                // is already encoded: keep-alive stays in it, and hyper
+                // stops after this exchange.
+                if !parking && !stopping && park.swap(false, Ordering::AcqRel) {
+                    parking = true;
+                    Pin::new(&mut *conn).graceful_shutdown();
+                    continue;
+                }
+                return Poll::Pending;
+            })
+            .await?;
+        }
+        let Parts {
+            io: tio, read_buf, ..
+        } = (*conn).into_parts();
+        let (unread, inner) = tio.into_inner().into_parts();
+        io = inner;
+        if stopping || !parking {
+            // hyper ended the exchange for its own reasons (close asked,
+            // HTTP/1.0, an unread request body, an error answer).
+            let _ = io.shutdown().await;
+            return Ok(());
+        }
+        prefix = if unread.is_empty() {
+            read_buf
+        } else if read_buf.is_empty() {
+            unread
+        } else {
+            let mut both = BytesMut::with_capacity(read_buf.len() + unread.len());
+            both.extend_from_slice(&read_buf);
+            both.extend_from_slice(&unread);
+            both.freeze()
+        };
+        if prefix.is_empty() {
+            // Parked. The idle limit of `GuardedIo` ends this read with EOF.
+            let parked = metrics::PARKED.with_label_values(&[name]);
+            parked.inc();
+            let n = tokio::select! {
+                r = io.read(buf) => r.unwrap_or(0),
+                _ = stopped(stop) => 0,
+            };
+            parked.dec();
+            if n == 0 {
+                let _ = io.shutdown().await;
+                return Ok(());
+            }
+            prefix = Bytes::copy_from_slice(&buf[..n]);
+        }
+    }
+}
+
+/// The axum router as a hyper service, marking requests in flight for the
+/// connection's time limits and raising `park` when an HTTP/1 exchange may
+/// be followed by a parked keep-alive.
+#[derive(Clone)]
+struct RouterService {
+    app: Router,
+    state: Arc<ConnState>,
+    park: Arc<AtomicBool>,
+}
+
+type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl hyper::service::Service<http::Request<Incoming>> for RouterService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ServiceFuture;
+
+    fn call(&self, req: http::Request<Incoming>) -> ServiceFuture {
+        let state = self.state.clone();
+        let app = self.app.clone();
+        let park = self.park.clone();
+        Box::pin(async move {
+            let _in_flight = state.request_started();
+            // hyper keeps such an exchange alive; anything else (a request
+            // body the handler may leave unread, `close`, HTTP/1.0) is left
+            // to hyper's own keep-alive rules.
+            let parkable = req.version() == http::Version::HTTP_11
+                && req.body().is_end_stream()
+                && !asks_close(req.headers());
+            let res = match app.oneshot(req.map(Body::new)).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            if parkable && !asks_close(res.headers()) {
+                park.store(true, Ordering::Release);
+            }
+            Ok(res)
+        })
+    }
+}
+
+fn asks_close(headers: &http::HeaderMap) -> bool {
+    headers.get_all(http::header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    })
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

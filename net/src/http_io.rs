@@ -145,6 +145,17 @@ impl<T> GuardedIo<T> {
         }
     }
 
+    /// Whether the bytes read so far tell HTTP/1 from HTTP/2 (the prior
+    /// knowledge preface, which an ALPN `h2` client sends too).
+    pub fn protocol_known(&self) -> bool {
+        self.proto != Proto::Unknown
+    }
+
+    /// The connection opened with the HTTP/2 preface.
+    pub fn is_h2(&self) -> bool {
+        self.proto == Proto::H2
+    }
+
     fn deadline(&self) -> (Instant, &'static str) {
         let in_flight = self.state.in_flight();
         if !in_flight && self.state.head_open.load(Ordering::Acquire) {

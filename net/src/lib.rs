@@ -44,4 +44,5 @@ pub mod https;
 pub mod json_errors;
 pub mod limits;
 pub mod metrics;
+pub mod prefixed;
 pub mod tls;

@@ -117,3 +117,13 @@ pub static QUIC_RETRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["listener"],
     )
 });
+
+/// HTTP/1 keep-alive connections parked between requests (no hyper state
+/// held), by listener.
+pub static PARKED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge(
+        "vela_http_keepalives_parked",
+        "HTTP/1 keep-alive connections waiting for their next request without protocol state",
+        &["listener"],
+    )
+});
