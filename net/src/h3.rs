@@ -34,7 +34,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use rustls::ServerConfig;
 use tokio::sync::watch;
 
-use crate::http::HttpLimits;
+use crate::http::{stopped, HttpLimits};
 use crate::limits::{ConnectionGuard, ConnectionLimiter, RefusalLog};
 use crate::metrics;
 
@@ -116,10 +116,6 @@ impl H3Listener {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|&v| v).await;
 }
 
 /// Decrements a counter when dropped.

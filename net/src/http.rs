@@ -73,7 +73,8 @@ impl Default for HttpLimits {
     }
 }
 
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+/// Resolves once `stop` turns true (every listener's shutdown signal).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|&v| v).await;
 }
 

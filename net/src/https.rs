@@ -20,16 +20,12 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::accept::Acceptor;
-use crate::http::{serve_connection, HttpLimits};
+use crate::http::{serve_connection, stopped, HttpLimits};
 use crate::limits::{ConnectionLimiter, RefusalLog};
 use crate::metrics;
 
 /// ALPN protocols the HTTPS listener offers, preferred first.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|&v| v).await;
-}
 
 /// Serves `app` over TLS on `listener` until `stop` turns true, then lets
 /// open connections finish and returns once all are closed. `tls` should
