@@ -216,13 +216,16 @@ export class Vela {
    * `config`: the text of a TOML file passed with `--config` (e.g. a `[drm]`
    * section); the flags (data, listen addresses) win over it.
    */
-  static async start(workDir, { config = null } = {}) {
+  static async start(workDir, { config = null, h3 = false } = {}) {
     let lastErr = '';
     // A port found free may be taken before vela binds it: try new ports.
     for (let attempt = 0; attempt < 3; attempt++) {
       const v = new Vela(workDir, attempt, config);
       v.rtmpPort = await freePort();
       v.httpPort = await freePort();
+      // A free TCP port number is very likely free for UDP too; a clash
+      // fails the start, and the loop tries other ports.
+      if (h3) v.h3Port = await freePort();
       v.spawn();
       try {
         await v.waitHealthy();
@@ -250,7 +253,8 @@ export class Vela {
     const env = process.env.RUST_LOG ? {} : { RUST_LOG: 'info' };
     this.child = spawnLogged(
       velaBinary(),
-      ['serve', '--data', this.data, '--rtmp', `127.0.0.1:${this.rtmpPort}`, '--http', `127.0.0.1:${this.httpPort}`, '--h3', 'off',
+      ['serve', '--data', this.data, '--rtmp', `127.0.0.1:${this.rtmpPort}`, '--http', `127.0.0.1:${this.httpPort}`,
+        '--h3', this.h3Port ? `127.0.0.1:${this.h3Port}` : 'off',
         ...(this.configFile ? ['--config', this.configFile] : [])],
       this.log,
       env,
@@ -259,6 +263,19 @@ export class Vela {
 
   get http() {
     return `http://127.0.0.1:${this.httpPort}`;
+  }
+
+  /** The HTTP/3 origin (`https://127.0.0.1:PORT`), when started with `h3`. */
+  get h3() {
+    return this.h3Port ? `https://127.0.0.1:${this.h3Port}` : null;
+  }
+
+  /** The base64 SPKI SHA-256 of the TLS certificate that vela logged at start. */
+  spkiSha256() {
+    // The log may be coloured (ANSI escapes) and quotes the value.
+    const text = tail(this.log, 1_000_000).replace(/\x1b\[[0-9;]*m/g, '');
+    const m = /spki_sha256="?([A-Za-z0-9+/=]+)/.exec(text);
+    return m ? m[1] : null;
   }
 
   rtmpUrl(key) {
@@ -336,7 +353,13 @@ export async function waitForStream(vela, key, pub, manifest = 'master.m3u8') {
 
 export const CHROMIUM = process.env.VELA_CHROMIUM || '/usr/bin/chromium';
 
-export async function launchChromium() {
+/**
+ * `quicOrigins`: HOST:PORT origins that Chromium reaches over HTTP/3 (QUIC)
+ * from the first request (`--origin-to-force-quic-on`), and `spkiPins`: the
+ * base64 SHA-256 SPKI hashes of certificates it accepts without a CA (Vela's
+ * self-signed one). Without them QUIC is off, as in the other player tests.
+ */
+export async function launchChromium({ quicOrigins = [], spkiPins = [] } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} does not exist: run scripts/setup (installs Debian's chromium)`);
   }
@@ -355,7 +378,8 @@ export async function launchChromium() {
     args: [
       '--no-sandbox',
       '--disable-gpu',
-      '--disable-quic',
+      ...(quicOrigins.length ? [`--origin-to-force-quic-on=${quicOrigins.join(',')}`] : ['--disable-quic']),
+      ...(spkiPins.length ? [`--ignore-certificate-errors-spki-list=${spkiPins.join(',')}`] : []),
       '--no-first-run',
       '--disable-background-networking',
       '--disable-component-update',
