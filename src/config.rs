@@ -42,6 +42,12 @@ pub struct FileConfig {
     /// Origin cluster membership (docs/cluster.md); absent: a single node.
     #[serde(default)]
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// Batch job workers (docs/jobs.md).
+    #[serde(default)]
+    pub jobs: crate::worker::JobsSettings,
+    /// Requests a user can aim (imports).
+    #[serde(default)]
+    pub outbound: crate::worker::OutboundSettings,
 }
 
 /// Stored media (uploads and on-the-fly packaging).

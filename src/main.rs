@@ -12,6 +12,7 @@ mod media;
 mod recording;
 mod serve;
 mod tls;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,9 @@ struct Cli {
 enum Command {
     /// Run the server (ingest, packager, origin, API) in one process.
     Serve(ServeArgs),
+    /// Run only batch job workers (no listeners), against the database and storage
+    /// of the `vela serve` nodes.
+    Worker(worker::WorkerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,5 +80,6 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Worker(args) => worker::run(args),
     }
 }

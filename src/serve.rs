@@ -45,6 +45,7 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
     file.vod.validate()?;
     file.storage.validate()?;
     file.recording.validate()?;
+    file.jobs.validate()?;
     if let Some(drm) = &file.drm {
         drm.validate()?;
     }
@@ -146,7 +147,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
 }
 
 /// How uploads are indexed: as the VOD origin will serve them.
-fn vod_limits_index(vod: &config::VodConfig) -> vela_vod::IndexOptions {
+pub(crate) fn vod_limits_index(vod: &config::VodConfig) -> vela_vod::IndexOptions {
     vela_vod::IndexOptions {
         segment_target: Duration::from_secs_f64(vod.segment_target_s),
     }
@@ -263,6 +264,12 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         });
     }
     cp.spawn_retention(Duration::from_secs(30));
+    cp.set_outbound(s.file.outbound.config());
+    let workers = s
+        .file
+        .jobs
+        .run_in_serve
+        .then(|| cp.start_workers(s.file.jobs.config(), Default::default()));
     let entry_settings = EntrySettings::default();
     let settings_cfg = live_config.clone();
     let per_entry = entry_settings.clone();
@@ -478,6 +485,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         );
     }
     let _ = stop_tx.send(true);
+    if let Some(w) = workers {
+        w.stop(Duration::from_secs(2)).await;
+    }
     if let Some(m) = membership {
         // Leaves the cluster (its streams have ended above).
         let _ = tokio::time::timeout(Duration::from_secs(2), m).await;
@@ -503,7 +513,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -210,7 +210,7 @@ fn check_drm(d: &Drm) -> Result<(), ApiError> {
     }
 }
 
-fn page_bounds(
+pub(crate) fn page_bounds(
     page: Option<u32>,
     page_size: Option<u32>,
 ) -> Result<(u32, u32, i64, i64), ApiError> {
@@ -977,6 +977,7 @@ pub async fn create_entry(
         }
     }
     cp.after_write().await;
+    cp.emit(c.p, "entry.created", &row.id);
     Ok((StatusCode::CREATED, Json(Entry::from_row(&cp, &row, true))))
 }
 
@@ -1127,6 +1128,7 @@ pub async fn delete_entry(
     cp.cache_forget(id);
     cp.after_write().await;
     cp.remove_media(id).await;
+    cp.emit(c.p, "entry.deleted", id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1738,7 +1740,10 @@ impl Modify for BearerScheme {
 pub struct ApiDoc;
 
 async fn openapi_json() -> Response {
-    match ApiDoc::openapi().to_json() {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::jobs::api::JobsDoc::openapi());
+    doc.merge(crate::jobs::notify::WebhooksDoc::openapi());
+    match doc.to_json() {
         Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
         Err(e) => ApiError::Internal(e.to_string()).into_response(),
     }
@@ -1789,6 +1794,8 @@ pub fn router(cp: ControlPlane) -> Router {
             "/conversion-profiles/{id}",
             get(get_profile).patch(patch_profile).delete(delete_profile),
         )
+        .merge(crate::jobs::api::routes())
+        .merge(crate::jobs::notify::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

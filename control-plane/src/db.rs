@@ -230,6 +230,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite_0004_cluster.sql"),
         include_str!("../migrations/postgres_0004_cluster.sql"),
     ),
+    (
+        6,
+        "jobs",
+        include_str!("../migrations/sqlite_0006_jobs.sql"),
+        include_str!("../migrations/postgres_0006_jobs.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

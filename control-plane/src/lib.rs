@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod content;
 pub mod db;
 pub mod error;
+pub mod jobs;
 pub mod recording;
 pub mod search;
 pub mod shared_store;
@@ -126,6 +127,8 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn MediaStore>,
     /// Entries with an upload running.
     pub(crate) uploads: upload::Uploads,
+    /// The batch jobs' wake-ups and outbound policy.
+    pub(crate) jobs: jobs::JobsState,
 }
 
 /// The control plane. Cheap to clone.
@@ -229,6 +232,7 @@ impl ControlPlane {
                 cache_epoch: std::sync::atomic::AtomicU64::new(0),
                 store,
                 uploads: Default::default(),
+                jobs: Default::default(),
             }),
         };
         cp.refresh_partners().await?;
@@ -433,9 +437,15 @@ impl ControlPlane {
             .set_entry_status(stream_name, status, now_s())
             .await
         {
-            Ok(Some(_)) => {
+            Ok(Some(partner)) => {
                 self.cache_forget(stream_name);
                 self.after_write().await;
+                let event = if status == "live" {
+                    "live.started"
+                } else {
+                    "live.ended"
+                };
+                self.emit(partner, event, stream_name);
             }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, entry = stream_name, "cannot set live status"),

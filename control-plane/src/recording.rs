@@ -240,6 +240,7 @@ impl ControlPlane {
         }
         self.after_write().await;
         tracing::info!(entry = id, partner = row.partner_id, "recording ready");
+        self.emit(row.partner_id, "recording.ready", id);
         Ok(())
     }
 

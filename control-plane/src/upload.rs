@@ -42,14 +42,24 @@ pub const REASON_INTERRUPTED: &str = "upload interrupted";
 #[derive(Debug, Default)]
 pub(crate) struct Uploads(Mutex<HashSet<String>>);
 
+impl Uploads {
+    /// Whether an upload or import of `id` runs in this process.
+    pub(crate) fn busy(&self, id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+    }
+}
+
 /// Holds an entry's upload slot until dropped.
-struct UploadSlot {
+pub(crate) struct UploadSlot {
     cp: ControlPlane,
     id: String,
 }
 
 impl UploadSlot {
-    fn acquire(cp: &ControlPlane, id: &str) -> Option<UploadSlot> {
+    pub(crate) fn acquire(cp: &ControlPlane, id: &str) -> Option<UploadSlot> {
         let mut set = cp.inner.uploads.0.lock().unwrap_or_else(|p| p.into_inner());
         set.insert(id.to_string()).then(|| UploadSlot {
             cp: cp.clone(),
@@ -390,7 +400,7 @@ impl ControlPlane {
             .set_media_content(partner, id, &name, media.as_ref(), size, now_s())
             .await;
         match recorded {
-            Ok(true) => {}
+            Ok(true) => self.emit(partner, "entry.ready", id),
             Ok(false) => return Err(Failure::Gone),
             Err(e) => return Err(Failure::Db(e)),
         }
@@ -489,7 +499,7 @@ fn bounded_reason(reason: &str) -> String {
 
 /// `body`, failing with `TimedOut` when no data arrives for `idle` (a stalled client
 /// would otherwise hold the entry's upload slot forever).
-fn with_idle_timeout(body: ByteStream, idle: std::time::Duration) -> ByteStream {
+pub(crate) fn with_idle_timeout(body: ByteStream, idle: std::time::Duration) -> ByteStream {
     futures_util::stream::unfold(Some(body), move |body| async move {
         let mut body = body?;
         match tokio::time::timeout(idle, body.next()).await {
