@@ -48,6 +48,9 @@ pub struct FileConfig {
     /// Requests a user can aim (imports).
     #[serde(default)]
     pub outbound: crate::worker::OutboundSettings,
+    /// Media analytics (docs/analytics.md).
+    #[serde(default)]
+    pub analytics: crate::analytics::AnalyticsSettings,
 }
 
 /// Stored media (uploads and on-the-fly packaging).

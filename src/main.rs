@@ -4,6 +4,7 @@
 //! hub, one packager per live stream, and the HTTP origin. The outside
 //! surface (flags, ports, URLs) is fixed in `shared/INTERFACE.md`.
 
+mod analytics;
 mod cluster;
 mod config;
 mod control;

@@ -46,6 +46,7 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
     file.storage.validate()?;
     file.recording.validate()?;
     file.jobs.validate()?;
+    file.analytics.config().map_err(ConfigError::Invalid)?;
     if let Some(drm) = &file.drm {
         drm.validate()?;
     }
@@ -347,10 +348,21 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         _ => None,
     };
     let thumbs = ThumbState::new(registry.clone(), vod.clone());
+    let analytics = vela_control_plane::analytics::Analytics::start(
+        cp.clone(),
+        s.file.analytics.config().map_err(anyhow::Error::msg)?,
+    );
     let mut app = vela_origin::router(origin)
         .merge(vela_origin::vod::router(vod))
         .merge(vela_origin::thumb::router(thumbs))
-        .merge(cp.router());
+        // The access log notes media requests per session (non-blocking).
+        .layer(axum::middleware::from_fn_with_state(
+            analytics.access_log(),
+            vela_control_plane::analytics::access::layer,
+        ))
+        .merge(cp.router())
+        .merge(analytics.router())
+        .merge(vela_control_plane::web::router(cp.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut membership = None;
     if let Some((node, advertise, settings, puller)) = cluster {

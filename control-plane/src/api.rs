@@ -1743,6 +1743,7 @@ async fn openapi_json() -> Response {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::jobs::api::JobsDoc::openapi());
     doc.merge(crate::jobs::notify::WebhooksDoc::openapi());
+    doc.merge(crate::analytics::api::AnalyticsDoc::openapi());
     match doc.to_json() {
         Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
         Err(e) => ApiError::Internal(e.to_string()).into_response(),

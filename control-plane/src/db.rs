@@ -236,6 +236,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite_0006_jobs.sql"),
         include_str!("../migrations/postgres_0006_jobs.sql"),
     ),
+    (
+        7,
+        "analytics",
+        include_str!("../migrations/sqlite_0007_analytics.sql"),
+        include_str!("../migrations/postgres_0007_analytics.sql"),
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -11,6 +11,7 @@
 //! [`content::ContentInspector`]; [`ControlPlane::media_source`] tells the VOD origin
 //! where a ready entry's file is.
 
+pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod cluster;
@@ -23,6 +24,7 @@ pub mod search;
 pub mod shared_store;
 pub mod storage;
 pub mod upload;
+pub mod web;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

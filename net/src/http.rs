@@ -199,6 +199,7 @@ pub async fn serve_connection<I>(
         app,
         state,
         park: park.clone(),
+        peer: axum::extract::ConnectInfo(std::net::SocketAddr::new(guard.address(), 0)),
     };
     let result = if io.is_h2() {
         let mut conn = Box::pin(
@@ -325,6 +326,9 @@ struct RouterService {
     app: Router,
     state: Arc<ConnState>,
     park: Arc<AtomicBool>,
+    /// The client's address, handed to handlers as axum's `ConnectInfo`
+    /// (port 0: admission knows the address only).
+    peer: axum::extract::ConnectInfo<std::net::SocketAddr>,
 }
 
 type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -334,10 +338,11 @@ impl hyper::service::Service<http::Request<Incoming>> for RouterService {
     type Error = Infallible;
     type Future = ServiceFuture;
 
-    fn call(&self, req: http::Request<Incoming>) -> ServiceFuture {
+    fn call(&self, mut req: http::Request<Incoming>) -> ServiceFuture {
         let state = self.state.clone();
         let app = self.app.clone();
         let park = self.park.clone();
+        req.extensions_mut().insert(self.peer);
         Box::pin(async move {
             let _in_flight = state.request_started();
             // hyper keeps such an exchange alive; anything else (a request

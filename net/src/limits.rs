@@ -223,6 +223,11 @@ impl ConnectionGuard {
     pub fn is_authenticated(&self) -> bool {
         self.pre_auth.is_none()
     }
+
+    /// The client's address (what admission counts by).
+    pub fn address(&self) -> IpAddr {
+        self.key
+    }
 }
 
 impl Drop for ConnectionGuard {
