@@ -228,15 +228,12 @@ pub fn check(body: BeaconBody) -> Result<Batch, BeaconError> {
         if !(1_000_000_000_000..=7_258_118_400_000).contains(&e.t) {
             return Err(BeaconError::Invalid("t must be unix milliseconds".into()));
         }
-        let detail = match e.detail {
-            Some(d) => Some(
-                d.chars()
-                    .filter(|c| !c.is_control())
-                    .take(MAX_DETAIL)
-                    .collect(),
-            ),
-            None => None,
-        };
+        let detail = e.detail.map(|d| {
+            d.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_DETAIL)
+                .collect()
+        });
         events.push(Event {
             kind: e.kind,
             seq: e.seq,

@@ -111,12 +111,12 @@ pub async fn pass(db: &Db) -> Result<PassReport, DbError> {
             bitrate_kbps: r.try_get("bitrate_kbps")?,
             value_ms: r.try_get("value_ms")?,
         };
-        match sessions.get_mut(&key) {
-            Some((_, evs)) => evs.push(ev),
-            None => {
-                sessions.insert(key, (dims_of(r)?, vec![ev]));
-            }
-        }
+        let dims = dims_of(r)?;
+        sessions
+            .entry(key)
+            .or_insert_with(|| (dims, Vec::new()))
+            .1
+            .push(ev);
     }
 
     let mut conn = pool.acquire().await?;
