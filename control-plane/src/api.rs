@@ -16,9 +16,7 @@ use crate::auth::{
     self, hash_secret, hash_stream_key, new_secret, new_stream_key, now_s, random_hex, Claims, Role,
 };
 use crate::content::{MediaInfo, TrackInfo, TrackKind};
-use crate::db::{
-    Category, ConversionProfile, Drm, EntryFilter, EntryOrder, EntryRow, FlavorParams,
-};
+use crate::db::{Category, Drm, EntryFilter, EntryOrder, EntryRow};
 use crate::error::{ApiError, ErrorBody};
 use crate::search::SearchFilter;
 use crate::ControlPlane;
@@ -155,7 +153,7 @@ impl FromRequestParts<ControlPlane> for Auth {
 // ---------------------------------------------------------------------------------------
 // Validation helpers.
 
-fn check_str(field: &str, s: &str, min: usize, max: usize) -> Result<(), ApiError> {
+pub(crate) fn check_str(field: &str, s: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let n = s.chars().count();
     if n < min || n > max {
         return Err(ApiError::Validation(format!(
@@ -237,14 +235,14 @@ fn entry_id(s: &str) -> Result<&str, ApiError> {
     }
 }
 
-fn int_id(s: &str, what: &'static str) -> Result<i64, ApiError> {
+pub(crate) fn int_id(s: &str, what: &'static str) -> Result<i64, ApiError> {
     s.parse::<i64>()
         .ok()
         .filter(|v| *v > 0)
         .ok_or(ApiError::NotFound(what))
 }
 
-fn require_admin(c: &Claims) -> Result<(), ApiError> {
+pub(crate) fn require_admin(c: &Claims) -> Result<(), ApiError> {
     if c.is_admin() {
         Ok(())
     } else {
@@ -642,38 +640,6 @@ pub struct CategoryPatch {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CategoryList {
     pub objects: Vec<Category>,
-    pub total_count: i64,
-}
-
-/// `POST /conversion-profiles` body (and `PATCH`, all fields optional there).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProfileCreate {
-    #[schema(min_length = 1, max_length = 256)]
-    pub name: String,
-    #[serde(default)]
-    #[schema(max_length = 4096)]
-    pub description: String,
-    #[schema(min_items = 1, max_items = 16)]
-    pub flavors: Vec<FlavorParams>,
-}
-
-/// `PATCH /conversion-profiles/ID` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProfilePatch {
-    #[schema(min_length = 1, max_length = 256)]
-    pub name: Option<String>,
-    #[schema(max_length = 4096)]
-    pub description: Option<String>,
-    #[schema(min_items = 1, max_items = 16)]
-    pub flavors: Option<Vec<FlavorParams>>,
-}
-
-/// A page of conversion profiles.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProfileList {
-    pub objects: Vec<ConversionProfile>,
     pub total_count: i64,
 }
 
@@ -1440,7 +1406,7 @@ pub async fn create_category(
     Ok((StatusCode::CREATED, Json(cat)))
 }
 
-fn random_id_i64() -> i64 {
+pub(crate) fn random_id_i64() -> i64 {
     use rand::Rng;
     rand::rng().random_range(1_000_000..9_007_199_254_740_991i64)
 }
@@ -1549,160 +1515,6 @@ pub async fn delete_category(
 }
 
 // ---------------------------------------------------------------------------------------
-// Conversion profiles.
-
-fn check_flavors(v: &[FlavorParams]) -> Result<(), ApiError> {
-    if v.is_empty() || v.len() > 16 {
-        return Err(ApiError::Validation("flavors: 1 to 16 items".into()));
-    }
-    for f in v {
-        check_str("flavors.name", &f.name, 1, 64)?;
-        let ok = matches!(f.video_codec.as_str(), "h264" | "h265" | "av1" | "vp9")
-            && matches!(f.audio_codec.as_str(), "aac" | "opus")
-            && (16..=7680).contains(&f.width)
-            && (16..=4320).contains(&f.height)
-            && (1..=200_000).contains(&f.video_bitrate_kbps)
-            && (1..=1024).contains(&f.audio_bitrate_kbps)
-            && f.frame_rate.is_finite()
-            && (1.0..=240.0).contains(&f.frame_rate)
-            && (1..=1000).contains(&f.gop_frames);
-        if !ok {
-            return Err(ApiError::Validation(format!(
-                "flavor {:?}: codec h264|h265|av1|vp9, audio aac|opus, width 16-7680, height 16-4320, \
-                 video 1-200000 kbps, audio 1-1024 kbps, 1-240 fps, gop 1-1000 frames",
-                f.name.chars().take(64).collect::<String>()
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Create a conversion profile (ABR ladder).
-#[utoipa::path(post, path = "/api/v1/conversion-profiles", tag = "conversion profiles",
-    request_body = ProfileCreate, security(("bearer" = [])),
-    responses((status = 201, body = ConversionProfile), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn create_profile(
-    State(cp): State<ControlPlane>,
-    Auth(c): Auth,
-    ApiJson(req): ApiJson<ProfileCreate>,
-) -> Result<(StatusCode, Json<ConversionProfile>), ApiError> {
-    require_admin(&c)?;
-    check_str("name", &req.name, 1, 256)?;
-    check_str("description", &req.description, 0, 4096)?;
-    check_flavors(&req.flavors)?;
-    let now = now_s();
-    let p = ConversionProfile {
-        id: random_id_i64(),
-        name: req.name,
-        description: req.description,
-        flavors: req.flavors,
-        created_at: now,
-        updated_at: now,
-    };
-    cp.inner.db.upsert_profile(c.p, &p, true).await?;
-    Ok((StatusCode::CREATED, Json(p)))
-}
-
-/// List conversion profiles.
-#[utoipa::path(get, path = "/api/v1/conversion-profiles", tag = "conversion profiles",
-    params(PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = ProfileList), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn list_profiles(
-    State(cp): State<ControlPlane>,
-    Auth(c): Auth,
-    ApiQuery(q): ApiQuery<PageQuery>,
-) -> Result<Json<ProfileList>, ApiError> {
-    let (_, _, limit, offset) = page_bounds(q.page, q.page_size)?;
-    let (objects, total) = cp.inner.db.list_profiles(c.p, limit, offset).await?;
-    Ok(Json(ProfileList {
-        objects,
-        total_count: total,
-    }))
-}
-
-/// Get a conversion profile.
-#[utoipa::path(get, path = "/api/v1/conversion-profiles/{id}", tag = "conversion profiles",
-    params(("id" = String, Path, description = "profile id")), security(("bearer" = [])),
-    responses((status = 200, body = ConversionProfile), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn get_profile(
-    State(cp): State<ControlPlane>,
-    Auth(c): Auth,
-    ApiPath(id): ApiPath,
-) -> Result<Json<ConversionProfile>, ApiError> {
-    let id = int_id(&id, "conversion profile")?;
-    Ok(Json(
-        cp.inner
-            .db
-            .get_profile(c.p, id)
-            .await?
-            .ok_or(ApiError::NotFound("conversion profile"))?,
-    ))
-}
-
-/// Change a conversion profile.
-#[utoipa::path(patch, path = "/api/v1/conversion-profiles/{id}", tag = "conversion profiles",
-    request_body = ProfilePatch,
-    params(("id" = String, Path, description = "profile id")), security(("bearer" = [])),
-    responses((status = 200, body = ConversionProfile), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
-pub async fn patch_profile(
-    State(cp): State<ControlPlane>,
-    Auth(c): Auth,
-    ApiPath(id): ApiPath,
-    ApiJson(req): ApiJson<ProfilePatch>,
-) -> Result<Json<ConversionProfile>, ApiError> {
-    require_admin(&c)?;
-    let id = int_id(&id, "conversion profile")?;
-    let mut p = cp
-        .inner
-        .db
-        .get_profile(c.p, id)
-        .await?
-        .ok_or(ApiError::NotFound("conversion profile"))?;
-    if let Some(v) = req.name {
-        check_str("name", &v, 1, 256)?;
-        p.name = v;
-    }
-    if let Some(v) = req.description {
-        check_str("description", &v, 0, 4096)?;
-        p.description = v;
-    }
-    if let Some(v) = req.flavors {
-        check_flavors(&v)?;
-        p.flavors = v;
-    }
-    p.updated_at = now_s();
-    if !cp.inner.db.upsert_profile(c.p, &p, false).await? {
-        return Err(ApiError::NotFound("conversion profile"));
-    }
-    Ok(Json(p))
-}
-
-/// Delete a conversion profile.
-#[utoipa::path(delete, path = "/api/v1/conversion-profiles/{id}", tag = "conversion profiles",
-    params(("id" = String, Path, description = "profile id")), security(("bearer" = [])),
-    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn delete_profile(
-    State(cp): State<ControlPlane>,
-    Auth(c): Auth,
-    ApiPath(id): ApiPath,
-) -> Result<StatusCode, ApiError> {
-    require_admin(&c)?;
-    let id = int_id(&id, "conversion profile")?;
-    if cp.inner.db.delete_profile(c.p, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound("conversion profile"))
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // OpenAPI and the router.
 
 struct BearerScheme;
@@ -1726,13 +1538,19 @@ impl Modify for BearerScheme {
         create_entry, list_entries, get_entry, patch_entry, delete_entry, regenerate_key,
         crate::upload::put_content,
         search, create_category, list_categories, get_category, patch_category, delete_category,
-        create_profile, list_profiles, get_profile, patch_profile, delete_profile,
+        crate::encoding::profile_api::create_profile, crate::encoding::profile_api::list_profiles,
+        crate::encoding::profile_api::get_profile, crate::encoding::profile_api::patch_profile,
+        crate::encoding::profile_api::delete_profile, crate::encoding::flavor_api::create_flavor,
+        crate::encoding::flavor_api::list_flavors, crate::encoding::flavor_api::get_flavor,
+        crate::encoding::flavor_api::patch_flavor, crate::encoding::flavor_api::delete_flavor,
         create_playback_token, crate::recording::get_usage
     ),
     components(schemas(ErrorBody, Entry, EntryCreate, EntryPatch, EntryList, SearchResults, SearchHit,
         SessionCreate, SessionToken, PartnerCreate, Partner, PartnerList, Category, CategoryCreate,
-        CategoryPatch, CategoryList, ConversionProfile, FlavorParams, ProfileCreate, ProfilePatch,
-        ProfileList, Drm, EntryType, Role, PublishUrls, PlaybackUrls, PlaybackTokenCreate,
+        CategoryPatch, CategoryList, crate::encoding::ConversionProfile, crate::encoding::FlavorParams,
+        crate::encoding::FlavorRecipe, crate::encoding::profile_api::ProfileCreate,
+        crate::encoding::profile_api::ProfilePatch, crate::encoding::profile_api::ProfileList,
+        crate::encoding::flavor_api::FlavorParamsList, Drm, EntryType, Role, PublishUrls, PlaybackUrls, PlaybackTokenCreate,
         PlaybackToken, MediaInfo, TrackInfo, TrackKind, crate::upload::ContentBody,
         crate::recording::Usage)),
     modifiers(&BearerScheme)
@@ -1787,14 +1605,7 @@ pub fn router(cp: ControlPlane) -> Router {
                 .patch(patch_category)
                 .delete(delete_category),
         )
-        .route(
-            "/conversion-profiles",
-            post(create_profile).get(list_profiles),
-        )
-        .route(
-            "/conversion-profiles/{id}",
-            get(get_profile).patch(patch_profile).delete(delete_profile),
-        )
+        .merge(crate::encoding::routes())
         .merge(crate::jobs::api::routes())
         .merge(crate::jobs::notify::routes())
         .fallback(not_found)

@@ -115,44 +115,6 @@ pub struct Category {
     pub updated_at: i64,
 }
 
-/// One rendition of an ABR ladder.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FlavorParams {
-    #[schema(max_length = 64)]
-    pub name: String,
-    /// `h264`, `h265`, `av1` or `vp9`.
-    #[schema(pattern = "^(h264|h265|av1|vp9)$")]
-    pub video_codec: String,
-    /// `aac` or `opus`.
-    #[schema(pattern = "^(aac|opus)$")]
-    pub audio_codec: String,
-    #[schema(minimum = 16, maximum = 7680)]
-    pub width: u32,
-    #[schema(minimum = 16, maximum = 4320)]
-    pub height: u32,
-    #[schema(minimum = 1, maximum = 200000)]
-    pub video_bitrate_kbps: u32,
-    #[schema(minimum = 1, maximum = 1024)]
-    pub audio_bitrate_kbps: u32,
-    #[schema(minimum = 1.0, maximum = 240.0)]
-    pub frame_rate: f64,
-    /// Keyframe interval in frames.
-    #[schema(minimum = 1, maximum = 1000)]
-    pub gop_frames: u32,
-}
-
-/// A conversion profile: a named ABR ladder.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct ConversionProfile {
-    pub id: i64,
-    pub name: String,
-    pub description: String,
-    pub flavors: Vec<FlavorParams>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
 /// Filters and order of an entry listing (all already validated).
 #[derive(Debug, Clone, Default)]
 pub struct EntryFilter {
@@ -229,6 +191,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "cluster",
         include_str!("../migrations/sqlite_0004_cluster.sql"),
         include_str!("../migrations/postgres_0004_cluster.sql"),
+    ),
+    (
+        5,
+        "conversion_profiles",
+        include_str!("../migrations/sqlite_0005_conversion_profiles.sql"),
+        include_str!("../migrations/postgres_0005_conversion_profiles.sql"),
     ),
     (
         6,
@@ -1215,107 +1183,6 @@ impl Db {
             .execute(&self.pool)
             .await?;
         Ok(Ok(r.rows_affected() == 1))
-    }
-
-    // ---- conversion profiles ----
-
-    fn profile_from_row(r: &AnyRow) -> Result<ConversionProfile, DbError> {
-        let flavors: String = r.try_get("flavors")?;
-        Ok(ConversionProfile {
-            id: r.try_get("id")?,
-            name: r.try_get("name")?,
-            description: r.try_get("description")?,
-            flavors: serde_json::from_str(&flavors).map_err(|e| DbError::Corrupt(e.to_string()))?,
-            created_at: r.try_get("created_at")?,
-            updated_at: r.try_get("updated_at")?,
-        })
-    }
-
-    pub async fn upsert_profile(
-        &self,
-        partner_id: i64,
-        p: &ConversionProfile,
-        insert: bool,
-    ) -> Result<bool, DbError> {
-        let flavors = serde_json::to_string(&p.flavors).unwrap_or_else(|_| "[]".into());
-        let r = if insert {
-            sqlx::query(
-                "INSERT INTO conversion_profiles (id, partner_id, name, description, flavors, created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-            )
-            .bind(p.id)
-            .bind(partner_id)
-            .bind(&p.name)
-            .bind(&p.description)
-            .bind(flavors)
-            .bind(p.created_at)
-            .bind(p.updated_at)
-            .execute(&self.pool)
-            .await
-        } else {
-            sqlx::query(
-                "UPDATE conversion_profiles SET name=$1, description=$2, flavors=$3, updated_at=$4 WHERE id=$5 AND partner_id=$6",
-            )
-            .bind(&p.name)
-            .bind(&p.description)
-            .bind(flavors)
-            .bind(p.updated_at)
-            .bind(p.id)
-            .bind(partner_id)
-            .execute(&self.pool)
-            .await
-        };
-        Ok(r.map_err(DbError::from_sqlx)?.rows_affected() == 1)
-    }
-
-    pub async fn get_profile(
-        &self,
-        partner_id: i64,
-        id: i64,
-    ) -> Result<Option<ConversionProfile>, DbError> {
-        let r = sqlx::query(
-            "SELECT id, name, description, flavors, created_at, updated_at FROM conversion_profiles WHERE id = $1 AND partner_id = $2",
-        )
-        .bind(id)
-        .bind(partner_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        r.as_ref().map(Self::profile_from_row).transpose()
-    }
-
-    pub async fn list_profiles(
-        &self,
-        partner_id: i64,
-        limit: i64,
-        offset: i64,
-    ) -> Result<(Vec<ConversionProfile>, i64), DbError> {
-        let rows = sqlx::query(
-            "SELECT id, name, description, flavors, created_at, updated_at FROM conversion_profiles WHERE partner_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
-        )
-        .bind(partner_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 =
-            sqlx::query("SELECT COUNT(*) FROM conversion_profiles WHERE partner_id = $1")
-                .bind(partner_id)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?;
-        let v = rows
-            .iter()
-            .map(Self::profile_from_row)
-            .collect::<Result<_, _>>()?;
-        Ok((v, total))
-    }
-
-    pub async fn delete_profile(&self, partner_id: i64, id: i64) -> Result<bool, DbError> {
-        let r = sqlx::query("DELETE FROM conversion_profiles WHERE id = $1 AND partner_id = $2")
-            .bind(id)
-            .bind(partner_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() == 1)
     }
 }
 

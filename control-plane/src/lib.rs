@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cluster;
 pub mod content;
 pub mod db;
+pub mod encoding;
 pub mod error;
 pub mod jobs;
 pub mod recording;

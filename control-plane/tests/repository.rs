@@ -245,32 +245,66 @@ async fn suite(db: Db) {
     assert_eq!(db.delete_category(1, 11).await.unwrap(), Ok(true));
     assert_eq!(db.delete_category(2, 10).await.unwrap(), Ok(false));
 
-    // Conversion profiles.
-    use vela_control_plane::db::{ConversionProfile, FlavorParams};
-    let prof = ConversionProfile {
-        id: 77,
-        name: "ladder".into(),
-        description: String::new(),
-        flavors: vec![FlavorParams {
-            name: "720p".into(),
-            video_codec: "h264".into(),
-            audio_codec: "aac".into(),
-            width: 1280,
-            height: 720,
-            video_bitrate_kbps: 3000,
-            audio_bitrate_kbps: 128,
-            frame_rate: 30.0,
-            gop_frames: 60,
-        }],
+    // Flavor params and conversion profiles; partner 0 holds the shipped default.
+    use vela_control_plane::encoding::{ConversionProfile, FlavorParams, FlavorRecipe};
+    let system = db.get_profile(1, 1).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            system.partner_id,
+            system.is_default,
+            system.flavor_params_ids.clone()
+        ),
+        (0, true, vec![1, 2, 3, 4])
+    );
+    let system = db.resolve_profile(1, system).await.unwrap();
+    let names: Vec<&str> = system
+        .flavors
+        .iter()
+        .map(|f| f.recipe.name.as_str())
+        .collect();
+    assert_eq!(names, ["source", "720p", "480p", "360p"]);
+    assert!(system.flavors[0].recipe.source);
+    let flavor = FlavorParams {
+        id: 55,
+        partner_id: 1,
+        recipe: FlavorRecipe {
+            source: false,
+            height: Some(720),
+            video_bitrate_kbps: Some(3000),
+            ..FlavorRecipe::source("720p")
+        },
         created_at: 1,
         updated_at: 1,
     };
-    assert!(db.upsert_profile(1, &prof, true).await.unwrap());
+    db.insert_flavor(1, &flavor).await.unwrap();
+    assert_eq!(db.get_flavor(1, 55).await.unwrap().unwrap(), flavor);
+    assert!(db.get_flavor(2, 55).await.unwrap().is_none());
+    assert_eq!(db.list_flavors(1, 10, 0).await.unwrap().1, 5);
+    assert!(!db.update_flavor(2, &flavor).await.unwrap());
+    let prof = ConversionProfile {
+        id: 77,
+        partner_id: 1,
+        name: "ladder".into(),
+        description: String::new(),
+        is_default: false,
+        flavor_params_ids: vec![1, 55],
+        flavors: Vec::new(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    db.insert_profile(1, &prof).await.unwrap();
     assert_eq!(db.get_profile(1, 77).await.unwrap().unwrap(), prof);
     assert!(db.get_profile(2, 77).await.unwrap().is_none());
-    assert!(!db.upsert_profile(2, &prof, false).await.unwrap());
-    assert_eq!(db.list_profiles(1, 10, 0).await.unwrap().1, 1);
+    assert!(!db.update_profile(2, &prof).await.unwrap());
+    assert!(db.flavor_in_use(1, 55).await.unwrap());
+    let resolved = db.resolve_profile(1, prof).await.unwrap();
+    assert_eq!(resolved.flavors.len(), 2);
+    assert_eq!(db.list_profiles(1, 10, 0).await.unwrap().1, 2);
+    assert_eq!(db.profile_partner(77).await.unwrap(), Some(1));
     assert!(db.delete_profile(1, 77).await.unwrap());
+    assert!(!db.flavor_in_use(1, 55).await.unwrap());
+    assert!(db.delete_flavor(1, 55).await.unwrap());
+    assert!(!db.delete_flavor(1, 1).await.unwrap());
 }
 
 #[tokio::test]

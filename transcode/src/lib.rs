@@ -1,5 +1,5 @@
-//! Vela's GStreamer work: thumbnails of CMAF video now, cloud encoding of
-//! ABR ladders later.
+//! Vela's GStreamer work: thumbnails of CMAF video and cloud encoding of
+//! ABR ladders ([`ladder`]).
 //!
 //! - [`pipeline`]: GStreamer initialisation (once per process), element
 //!   creation that names a missing plugin package, and running a pipeline
@@ -18,6 +18,7 @@
 
 pub mod fmp4;
 pub mod fuzzing;
+pub mod ladder;
 pub mod nal;
 pub mod pipeline;
 pub mod thumbnail;
