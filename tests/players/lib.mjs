@@ -335,6 +335,24 @@ export function publish(url, workDir, { seconds = null } = {}) {
   return child;
 }
 
+/**
+ * Publishes `file` in a loop (`-stream_loop -1`), copied as it is (`-c copy`,
+ * no encoding: almost no CPU), live (`-re`), as FLV over RTMP, until stopped:
+ * a long-running stream that costs the machine nothing.
+ */
+export function publishLoop(url, workDir, file) {
+  const n = pubCounter++;
+  const log = path.join(workDir, `ffmpeg-${n}.log`);
+  const args = ['-hide_banner', '-nostdin', '-loglevel', 'warning',
+    '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy',
+    '-flvflags', 'no_duration_filesize', '-f', 'flv', url];
+  fs.writeFileSync(path.join(workDir, `ffmpeg-${n}.cmd`), `ffmpeg ${args.join(' ')}\n`);
+  const child = spawnLogged(process.env.VELA_FFMPEG || 'ffmpeg', args, log);
+  child.logPath = log;
+  child.logTail = () => tail(log, 3000);
+  return child;
+}
+
 /** Waits (bounded) until the stream's manifest answers 200. */
 export async function waitForStream(vela, key, pub, manifest = 'master.m3u8') {
   const url = `${vela.streamBase(key)}/${manifest}`;

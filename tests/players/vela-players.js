@@ -43,6 +43,9 @@
   // settings (no low-latency mode set by the page); seeks are counted apart
   // from stalls (see Pane.seek).
   const VOD = new URLSearchParams(location.search).get('vod') === '1';
+  // ?defaults=1: live with every player's own default configuration (no
+  // low-latency mode set by the page), as a new user runs them. VOD always.
+  const DEFAULTS = VOD || new URLSearchParams(location.search).get('defaults') === '1';
 
   function errText(e) {
     if (e == null) return String(e);
@@ -328,9 +331,9 @@
         throw new Error('hls.js: MSE not supported');
       }
       this.stats.supported = true;
-      // Low-latency mode is hls.js's default; said explicitly (live). VOD:
-      // the defaults as they are.
-      const hls = new Hls({ ...(VOD ? {} : { lowLatencyMode: true }), ...(jsonParam('hlsjs') || {}) });
+      // Low-latency mode is hls.js's default; said explicitly (live). VOD
+      // and ?defaults=1: the defaults as they are.
+      const hls = new Hls({ ...(DEFAULTS ? {} : { lowLatencyMode: true }), ...(jsonParam('hlsjs') || {}) });
       window.__hls = hls;
       hls.on(Hls.Events.ERROR, (_ev, data) => {
         const e = {
@@ -483,7 +486,7 @@
       this.stats.supported = true;
       const player = new shaka.Player();
       window.__shaka = player;
-      if (!VOD) player.configure({ streaming: { lowLatencyMode: true } });
+      if (!DEFAULTS) player.configure({ streaming: { lowLatencyMode: true } });
       // Experiments: ?shaka={"manifest":{"dash":{"autoCorrectDrift":false}}}
       const extra = jsonParam('shaka');
       if (extra) player.configure(extra);
@@ -543,7 +546,12 @@
     }
 
     snapshot() {
-      return JSON.parse(JSON.stringify(this.stats));
+      const snap = JSON.parse(JSON.stringify(this.stats));
+      // Pictures decoded so far: a player that keeps time moving while it
+      // loses video (gaps jumped inside each segment) shows up here.
+      const q = this.video.getVideoPlaybackQuality ? this.video.getVideoPlaybackQuality() : null;
+      snap.videoFrames = q ? q.totalVideoFrames : null;
+      return snap;
     }
 
     stop() {
