@@ -424,7 +424,8 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             let task = tokio::spawn(vela_net::h3::serve_h3(
                 l,
                 "h3",
-                app.clone(),
+                app.clone()
+                    .layer(axum::middleware::map_request(vela_origin::http::mark_tls)),
                 h3_limits,
                 stop_rx.clone(),
             ));
@@ -454,7 +455,8 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             Some(tokio::spawn(vela_net::https::serve_https(
                 l,
                 "https",
-                app.clone(),
+                app.clone()
+                    .layer(axum::middleware::map_request(vela_origin::http::mark_tls)),
                 http_limits,
                 Arc::new(tls),
                 stop_rx.clone(),

@@ -271,13 +271,51 @@ fn https_http2_http3_and_certificate_reload() {
     assert_eq!((f.version.as_str(), f.status), ("2", 200), "{}", f.err);
     assert!(String::from_utf8_lossy(&f.body).starts_with("#EXTM3U"));
 
-    // HTTP/3 (aioquic): the segment, and a blocking LL-HLS reload for the
-    // next media sequence number.
+    // The MPD's absolute URLs (UTCTiming here) take the scheme the client
+    // used: a page served over HTTPS may not fetch http:// ones.
+    let mpd_path = format!("/live/{key_name}/manifest.mpd");
+    let utc_timing = |mpd: &[u8]| -> String {
+        // The MPD has a `direct` UTCTiming (a date) and an `http-xsdate` one
+        // (the URL): the value with a scheme.
+        let text = String::from_utf8_lossy(mpd).to_string();
+        text.split("<UTCTiming")
+            .skip(1)
+            .filter_map(|e| {
+                let v = &e[e.find("value=\"")? + 7..];
+                Some(v[..v.find('"')?].to_string())
+            })
+            .find(|v| v.contains("://"))
+            .unwrap_or_else(|| server.fail(format!("no UTCTiming URL:\n{text}")))
+    };
+    let plain_mpd = server.get_ok(&server.url(&mpd_path));
+    assert!(
+        utc_timing(&plain_mpd.body).starts_with("http://"),
+        "plain HTTP MPD"
+    );
+    let f = curl(&dir, &cert_a, "--http2", https, &mpd_path);
+    assert_eq!(
+        utc_timing(&f.body),
+        format!("https://localhost:{https}/time"),
+        "HTTPS MPD"
+    );
+
+    // HTTP/3 (aioquic): the segment, a blocking LL-HLS reload for the next
+    // media sequence number, and the MPD.
     let scan = scan_media_playlist(&text);
     let next = scan.next_msn();
     let blocking = format!("{}?_HLS_msn={next}&_HLS_part=0", path_of(&media_url));
-    let bodies = h3_fetch(&server, &cert_a, h3, &[seg_path.clone(), blocking])
-        .unwrap_or_else(|e| server.fail(e));
+    let bodies = h3_fetch(
+        &server,
+        &cert_a,
+        h3,
+        &[seg_path.clone(), blocking, mpd_path.clone()],
+    )
+    .unwrap_or_else(|e| server.fail(e));
+    assert_eq!(
+        utc_timing(&bodies[2]),
+        format!("https://localhost:{h3}/time"),
+        "HTTP/3 MPD"
+    );
     assert!(bodies[0] == plain.body, "HTTP/3 segment bytes differ");
     let reloaded = String::from_utf8_lossy(&bodies[1]).to_string();
     let after = scan_media_playlist(&reloaded);

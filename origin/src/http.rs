@@ -399,7 +399,7 @@ async fn manifest_mpd(
     )?;
     let s = stream(&state, &name)?;
     wait_for_media(&state, &s, FirstMedia::Part).await?;
-    let host = request_host(&headers);
+    let origin = request_origin(&headers);
     let policy = policy_of(&state, &name);
     // One snapshot for the protection and the listing: with key rotation,
     // a segment begun in between could open a key period the protection
@@ -408,8 +408,8 @@ async fn manifest_mpd(
     let protection = match (&state.protection, policy.dash) {
         (Some(prot), mode) if mode != DashMode::None => {
             let license = format!(
-                "http://{}/drm/clearkey/license{}",
-                host.unwrap_or("localhost"),
+                "{}/drm/clearkey/license{}",
+                origin.as_deref().unwrap_or("http://localhost"),
                 token_query(token)
             );
             // The segments the MPD may list: the window and the one being built.
@@ -424,7 +424,7 @@ async fn manifest_mpd(
         _ => None,
     };
     let opts = dash::MpdOptions {
-        utc_timing_url: host.map(|h| format!("http://{h}/time")),
+        utc_timing_url: origin.as_ref().map(|o| format!("{o}/time")),
         target_latency_ms: state.dash_target_latency_ms,
         protection,
         base_url: token.map(|t| token_prefix(Some(t))),
@@ -632,9 +632,47 @@ async fn clearkey_license(
     }
 }
 
-/// A Host header fit to be written into a URL.
-/// The request's `Host`, when it is a plain host name (for absolute URLs
-/// written into an MPD).
+/// The header that carries the scheme a client used: set by Vela's own TLS
+/// listeners (HTTPS, HTTP/3) over whatever the client sent, and by a
+/// TLS-terminating proxy or CDN in front of the plain HTTP listener.
+pub const FORWARDED_PROTO: header::HeaderName =
+    header::HeaderName::from_static("x-forwarded-proto");
+
+/// Marks a request that came over TLS (HTTPS, HTTP/3), so that absolute URLs
+/// written for it (the DASH licence and `UTCTiming` URLs) are `https://`: a
+/// page served over HTTPS may not fetch `http://` ones (mixed content). Also
+/// gives HTTP/2 requests the `Host` header that their `:authority` implies
+/// (without it an MPD over HTTP/2 had no `UTCTiming` URL and a licence URL
+/// of `http://localhost`).
+pub async fn mark_tls(mut req: Request) -> Request {
+    // HTTP/2 and HTTP/3 clients name the host in `:authority` (the URI), not
+    // in `Host`, which is where the handlers read it.
+    if !req.headers().contains_key(header::HOST) {
+        let host = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        if let Some(h) = host {
+            req.headers_mut().insert(header::HOST, h);
+        }
+    }
+    req.headers_mut()
+        .insert(FORWARDED_PROTO, HeaderValue::from_static("https"));
+    req
+}
+
+/// `scheme://host` of the request, for absolute URLs written into an MPD.
+pub(crate) fn request_origin(headers: &HeaderMap) -> Option<String> {
+    let https = headers
+        .get(FORWARDED_PROTO)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    let scheme = if https { "https" } else { "http" };
+    request_host(headers).map(|h| format!("{scheme}://{h}"))
+}
+
+/// The request's `Host`, when it is a plain host name fit to be written
+/// into a URL.
 pub(crate) fn request_host(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::HOST)
@@ -651,13 +689,13 @@ fn is_plain_host(h: &str) -> bool {
 
 /// The LL-HLS delivery directives of a media playlist request.
 #[derive(Debug, Default, PartialEq)]
-struct Directives {
-    msn: Option<u64>,
-    part: Option<usize>,
-    skip: bool,
+pub(crate) struct Directives {
+    pub(crate) msn: Option<u64>,
+    pub(crate) part: Option<usize>,
+    pub(crate) skip: bool,
 }
 
-fn directives(query: Option<&str>) -> Result<Directives, OriginError> {
+pub(crate) fn directives(query: Option<&str>) -> Result<Directives, OriginError> {
     let mut d = Directives::default();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));

@@ -13,6 +13,7 @@ pub mod access;
 pub mod cluster;
 pub mod dvr;
 pub mod dvr_cache;
+pub mod fuzzing;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -39,7 +39,7 @@ use vela_vod::cache::FileKey;
 use vela_vod::{FragmentCache, FragmentKey, IndexCache, IndexOptions, MediaIndex, VodError};
 
 use crate::http::{
-    authorize, encrypt_failed, not_modified, parse_file, request_host, token_prefix, token_query,
+    authorize, encrypt_failed, not_modified, parse_file, request_origin, token_prefix, token_query,
     OriginError, OriginResult,
 };
 use crate::metrics;
@@ -522,10 +522,10 @@ async fn manifest_mpd(
     let token = crate::access::query_token(query.as_deref());
     check(&state, &entry, token)?;
     let asset = state.asset(&entry).await?;
-    let host = request_host(&headers).unwrap_or("localhost").to_string();
+    let origin = request_origin(&headers).unwrap_or_else(|| "http://localhost".to_string());
     let protection = match Encryption::of(&state, &entry, &asset) {
         Some(enc) if enc.policy.dash != DashMode::None => {
-            let license = format!("http://{host}/drm/clearkey/license{}", token_query(token));
+            let license = format!("{origin}/drm/clearkey/license{}", token_query(token));
             let last = asset
                 .presentation()
                 .lead()
@@ -639,7 +639,7 @@ async fn media_file_with_token(
 
 /// A file of a stored presentation, by the names the manifests write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum VodFile {
+pub(crate) enum VodFile {
     /// An init segment, segment or part (`parse_file`'s names), with the
     /// encrypted variant's tag if any.
     Cmaf(FileId, Option<&'static str>),
@@ -647,7 +647,7 @@ enum VodFile {
     Smooth(MediaKind, u64),
 }
 
-fn parse_vod_file(rid: &str, file: &str) -> Option<VodFile> {
+pub(crate) fn parse_vod_file(rid: &str, file: &str) -> Option<VodFile> {
     if rid.starts_with("QualityLevels(") {
         let (kind, t) = smooth::parse_fragment_name(file)?;
         return Some(VodFile::Smooth(kind, t));
@@ -813,7 +813,7 @@ fn ranged(
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum RangeAnswer {
+pub(crate) enum RangeAnswer {
     /// No usable range (another unit, several ranges, malformed): send all.
     Whole,
     /// Inclusive byte positions.
@@ -821,7 +821,7 @@ enum RangeAnswer {
     Unsatisfiable,
 }
 
-fn parse_range(value: &str, len: u64) -> RangeAnswer {
+pub(crate) fn parse_range(value: &str, len: u64) -> RangeAnswer {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return RangeAnswer::Whole;
     };

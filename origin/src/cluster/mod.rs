@@ -427,14 +427,17 @@ impl Cluster {
         let Want {
             pq,
             host,
+            proto,
             range,
             inm,
         } = want;
+        // Host and scheme are part of the key: the MPD writes absolute URLs.
         let key = format!(
-            "{}|{}|{}|{}|{pq}",
+            "{}|{}|{}|{}|{}|{pq}",
             member.id,
             stream.as_ref().map_or(0, |s| s.1),
             host.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+            proto.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
             range.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
         );
         if range.is_none() {
@@ -463,7 +466,7 @@ impl Cluster {
             let f = flight.clone();
             let cacheable = range.is_none() && stream.is_some();
             tokio::spawn(async move {
-                this.fetch(member, pq, host, range, &f).await;
+                this.fetch(member, pq, [host, proto], range, &f).await;
                 if cacheable {
                     if let Some((head, body)) = f.complete_body().filter(|(h, _)| immutable(h)) {
                         lock(&this.inner.cache).insert(key.clone(), head, body);
@@ -493,7 +496,7 @@ impl Cluster {
         &self,
         member: Member,
         pq: String,
-        host: Option<HeaderValue>,
+        [host, proto]: [Option<HeaderValue>; 2],
         range: Option<HeaderValue>,
         flight: &Flight,
     ) {
@@ -508,6 +511,9 @@ impl Cluster {
         let mut b = http::Request::get(&uri).header(auth::HEADER, signature);
         if let Some(h) = host {
             b = b.header(header::HOST, h);
+        }
+        if let Some(p) = proto {
+            b = b.header(crate::http::FORWARDED_PROTO, p);
         }
         if let Some(r) = range {
             b = b.header(header::RANGE, r);
@@ -604,6 +610,8 @@ impl Cluster {
 struct Want {
     pq: String,
     host: Option<HeaderValue>,
+    /// `X-Forwarded-Proto`: the scheme the viewer used, for the peer's URLs.
+    proto: Option<HeaderValue>,
     range: Option<HeaderValue>,
     inm: Option<HeaderValue>,
 }
@@ -618,6 +626,7 @@ impl Want {
                 .map_or("/", |p| p.as_str())
                 .to_string(),
             host: h.get(header::HOST).cloned(),
+            proto: h.get(crate::http::FORWARDED_PROTO).cloned(),
             range: h.get(header::RANGE).cloned(),
             inm: h.get(header::IF_NONE_MATCH).cloned(),
         }
