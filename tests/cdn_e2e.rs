@@ -1,8 +1,9 @@
-//! Vela behind a CDN edge: nginx with the configuration that docs/cdn.md
-//! ships (docs/cdn-nginx.conf), 200 concurrent LL-HLS clients (threads
-//! doing blocking playlist reloads and part downloads, as players do), and
-//! Vela's own request counters: the origin sees a few requests per part and
-//! per playlist version, not one per client.
+//! Vela behind a CDN edge: nginx and Varnish (Debian's) with the
+//! configurations that docs/cdn.md ships (docs/cdn-nginx.conf,
+//! docs/cdn-varnish.vcl), 200 concurrent LL-HLS clients (threads doing
+//! blocking playlist reloads and part downloads, as players do), and Vela's
+//! own request counters: the origin sees a few requests per part and per
+//! playlist version, not one per client.
 
 mod common;
 
@@ -24,15 +25,17 @@ fn route_requests(server: &Server, route: &str) -> f64 {
         .sum()
 }
 
-struct Nginx {
+/// An edge cache process (nginx's master, Varnish's manager).
+struct Edge {
     child: Child,
     port: u16,
     _dir: TempDir,
 }
 
-impl Drop for Nginx {
+impl Drop for Edge {
     fn drop(&mut self) {
-        // SIGTERM: the master stops its workers (SIGKILL would orphan them).
+        // SIGTERM: the master (manager) stops its workers (child); SIGKILL
+        // would orphan them.
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -47,7 +50,7 @@ impl Drop for Nginx {
     }
 }
 
-fn start_nginx(origin: std::net::SocketAddr) -> Nginx {
+fn start_nginx(origin: std::net::SocketAddr) -> Edge {
     let nginx = require_tool("nginx");
     let dir = TempDir::new("nginx");
     let port = free_port();
@@ -89,7 +92,7 @@ fn start_nginx(origin: std::net::SocketAddr) -> Nginx {
         .expect("nginx starts");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Nginx {
+            return Edge {
                 child,
                 port,
                 _dir: dir,
@@ -104,6 +107,70 @@ fn start_nginx(origin: std::net::SocketAddr) -> Nginx {
     panic!(
         "nginx did not listen: {}",
         std::fs::read_to_string(dir.path.join("error.log")).unwrap_or_default()
+    );
+}
+
+fn start_varnish(origin: std::net::SocketAddr) -> Edge {
+    // `varnishd -V`: require_tool's `-version` is not a varnishd flag.
+    let varnishd = "varnishd";
+    let ok = Command::new(varnishd)
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "`varnishd` is not installed or does not run: run scripts/setup (it installs varnish)"
+    );
+    let dir = TempDir::new("varnish");
+    let port = free_port();
+    let vcl = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cdn-varnish.vcl"),
+    )
+    .unwrap()
+    .replace("ORIGIN_HOST", &origin.ip().to_string())
+    .replace("ORIGIN_PORT", &origin.port().to_string());
+    let vcl_path = dir.path.join("vela.vcl");
+    std::fs::write(&vcl_path, vcl).unwrap();
+    let log = dir.path.join("varnishd.log");
+    // -F: in the foreground; -j none: no privilege separation (tests may run
+    // as root, and the work directory is the test's own); -n: the instance's
+    // work directory, apart from a system Varnish.
+    let mut child = Command::new(varnishd)
+        .args(["-F", "-j", "none", "-s", "malloc,64m", "-a"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-n")
+        .arg(dir.path.join("work"))
+        .arg("-f")
+        .arg(&vcl_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("varnishd starts");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Edge {
+                child,
+                port,
+                _dir: dir,
+            };
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "varnishd exited ({st}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    panic!(
+        "varnishd did not listen: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
 
@@ -147,6 +214,15 @@ fn ll_hls_client(playlist: &str, run: Duration) -> (Vec<String>, Vec<String>, us
 
 #[test]
 fn nginx_in_front_collapses_200_ll_hls_clients() {
+    edge_collapses_200_ll_hls_clients("nginx", start_nginx);
+}
+
+#[test]
+fn varnish_in_front_collapses_200_ll_hls_clients() {
+    edge_collapses_200_ll_hls_clients("varnish", start_varnish);
+}
+
+fn edge_collapses_200_ll_hls_clients(name: &str, start: fn(std::net::SocketAddr) -> Edge) {
     let ffmpeg = require_tool("ffmpeg");
     let vela = Server::start();
     let mut spec = PublishSpec::new(Some(VideoCodec::H264 { bframes: 0 }), false, 60.0);
@@ -156,8 +232,8 @@ fn nginx_in_front_collapses_200_ll_hls_clients() {
     vela.poll("the stream", 300, Duration::from_millis(100), || {
         (vela.get("/live/edge/master.m3u8").status == 200).then_some(())
     });
-    let nginx = start_nginx(vela.http);
-    let edge = format!("http://127.0.0.1:{}", nginx.port);
+    let cache = start(vela.http);
+    let edge = format!("http://127.0.0.1:{}", cache.port);
     let master = http_get(&format!("{edge}/live/edge/master.m3u8")).unwrap();
     assert_eq!(master.status, 200, "{}", master.text());
     let media = master
@@ -200,7 +276,7 @@ fn nginx_in_front_collapses_200_ll_hls_clients() {
         route_requests(&vela, "/live/{stream}/{rendition}/index.m3u8") - lists_before;
     let origin_files = route_requests(&vela, "/live/{stream}/{rendition}/{file}") - files_before;
     eprintln!(
-        "clients: {} playlist and {} part requests ({} and {} distinct URLs), {} errors; \
+        "{name}: clients: {} playlist and {} part requests ({} and {} distinct URLs), {} errors; \
          Vela saw {origin_lists} playlist and {origin_files} media requests",
         lists.len(),
         parts.len(),
