@@ -51,6 +51,9 @@ pub struct FileConfig {
     /// Media analytics (docs/analytics.md).
     #[serde(default)]
     pub analytics: crate::analytics::AnalyticsSettings,
+    /// WHIP sessions (docs/webrtc.md).
+    #[serde(default)]
+    pub webrtc: crate::webrtc::WebRtcSettings,
 }
 
 /// Stored media (uploads and on-the-fly packaging).
@@ -130,6 +133,10 @@ pub struct ListenConfig {
     pub h3: Option<String>,
     /// RTMPS listener; needs `[tls]`.
     pub rtmps: Option<String>,
+    /// WebRTC (WHIP) UDP port shared by every session, or "off".
+    pub webrtc: Option<String>,
+    /// The IP address put in WebRTC host candidates (what peers reach).
+    pub webrtc_public: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,7 @@ mod media;
 mod recording;
 mod serve;
 mod tls;
+mod webrtc;
 mod worker;
 
 use std::path::PathBuf;
@@ -62,6 +63,9 @@ pub struct ServeArgs {
     /// HTTP/3 (QUIC) listener, or `off` [default: 0.0.0.0:8443]
     #[arg(long, value_name = "ADDR|off")]
     pub h3: Option<String>,
+    /// WebRTC (WHIP) UDP listener shared by all sessions, or `off` [default: 0.0.0.0:8189]
+    #[arg(long, value_name = "ADDR|off")]
+    pub webrtc: Option<String>,
     /// TOML configuration file; flags win over the file, the file over defaults
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,

@@ -29,6 +29,10 @@ struct Settings {
     http: SocketAddr,
     https: Option<SocketAddr>,
     h3: Option<SocketAddr>,
+    webrtc: Option<SocketAddr>,
+    /// The WebRTC address was configured (not the default).
+    webrtc_explicit: bool,
+    webrtc_public: Option<std::net::IpAddr>,
     database: Option<String>,
     /// The address advertised to cluster peers, with `[cluster]`.
     advertise: Option<String>,
@@ -47,6 +51,7 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
     file.recording.validate()?;
     file.jobs.validate()?;
     file.analytics.config().map_err(ConfigError::Invalid)?;
+    file.webrtc.validate()?;
     if let Some(drm) = &file.drm {
         drm.validate()?;
     }
@@ -69,6 +74,19 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
     } else {
         Some(config::parse_addr("--h3", &h3)?)
     };
+    let webrtc_explicit = args.webrtc.is_some() || file.listen.webrtc.is_some();
+    let webrtc = pick(&args.webrtc, &file.listen.webrtc, "0.0.0.0:8189");
+    let webrtc = if webrtc == "off" {
+        None
+    } else {
+        Some(config::parse_addr("--webrtc", &webrtc)?)
+    };
+    let webrtc_public = file
+        .listen
+        .webrtc_public
+        .as_deref()
+        .map(crate::webrtc::parse_public_ip)
+        .transpose()?;
     // HTTPS is on by default only with a configured certificate; asked for
     // explicitly without one, it uses the self-signed one (docs/https.md).
     let https = match args.https.as_ref().or(file.listen.https.as_ref()) {
@@ -112,6 +130,9 @@ fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
         http,
         https,
         h3,
+        webrtc,
+        webrtc_explicit,
+        webrtc_public,
         database,
         advertise,
         file,
@@ -348,6 +369,11 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         _ => None,
     };
     let thumbs = ThumbState::new(registry.clone(), vod.clone());
+    // One authoriser for RTMP and WHIP: a key publishes the same way on both.
+    let authorizer: Arc<dyn vela_ingest::PublishAuthorizer> = Arc::new(ControlPlaneAuthorizer {
+        cp: cp.clone(),
+        settings: entry_settings,
+    });
     let analytics = vela_control_plane::analytics::Analytics::start(
         cp.clone(),
         s.file.analytics.config().map_err(anyhow::Error::msg)?,
@@ -363,6 +389,40 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         .merge(cp.router())
         .merge(analytics.router())
         .merge(vela_control_plane::web::router(cp.clone()));
+    let webrtc = match s.webrtc {
+        Some(bind) => {
+            let live = live_config.clone();
+            let target: vela_webrtc::server::SegmentTarget = Arc::new(move |name: &str| {
+                Duration::from_secs_f64(live.for_stream(name).segment_target)
+            });
+            let config = s.file.webrtc.config(bind, s.webrtc_public, target);
+            let handle = match vela_webrtc::start(config.clone(), hub.clone(), authorizer.clone()).await {
+                Ok(h) => Ok(h),
+                // The default port taken (another server on this host): WHIP
+                // still works on a port of the system's choosing.
+                Err(e) if !s.webrtc_explicit => {
+                    tracing::warn!(webrtc = %bind, error = %e, "default WebRTC port unavailable; using an ephemeral UDP port (set [listen] webrtc)");
+                    let config = vela_webrtc::WebRtcConfig {
+                        bind: SocketAddr::new(bind.ip(), 0),
+                        ..config
+                    };
+                    vela_webrtc::start(config, hub.clone(), authorizer.clone()).await
+                }
+                Err(e) => Err(e),
+            }
+            .with_context(|| format!("cannot listen for WebRTC on UDP {bind}"))?;
+            tracing::info!(webrtc = %bind, candidate = %handle.local_addr, "WHIP: POST http://HOST:PORT/whip/KEY; media on this UDP port");
+            let state = vela_webrtc::whip::WhipState {
+                rtc: handle.clone(),
+                ice_links: s.file.webrtc.ice_links(),
+            };
+            app = app
+                .merge(vela_webrtc::whip::router(state.clone()))
+                .merge(vela_webrtc::whep::router(state));
+            Some(handle)
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut membership = None;
     if let Some((node, advertise, settings, puller)) = cluster {
@@ -387,15 +447,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             vela_origin::http::cors_and_metrics,
         ));
 
-    let authorizer = ControlPlaneAuthorizer {
-        cp: cp.clone(),
-        settings: entry_settings,
-    };
-    let ingest = Arc::new(IngestContext::new(
-        hub.clone(),
-        Arc::new(authorizer),
-        limits,
-    ));
+    let ingest = Arc::new(IngestContext::new(hub.clone(), authorizer, limits));
 
     tracing::info!(
         data = %s.data.display(),
@@ -481,6 +533,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     // Publishers are told to stop and their streams end cleanly (playlists get
     // EXT-X-ENDLIST), rather than looking interrupted.
     ingest.shutdown();
+    if let Some(w) = &webrtc {
+        w.shutdown().await;
+    }
     if tokio::time::timeout(Duration::from_secs(3), ingest.wait_closed())
         .await
         .is_err()

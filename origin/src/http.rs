@@ -192,7 +192,7 @@ pub async fn cors_and_metrics(req: Request, next: Next) -> Response {
         );
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type, if-none-match, range"),
+            HeaderValue::from_static("authorization, content-type, if-match, if-none-match, range"),
         );
         h.insert(
             header::ACCESS_CONTROL_MAX_AGE,
@@ -209,7 +209,7 @@ pub async fn cors_and_metrics(req: Request, next: Next) -> Response {
     );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("etag, content-length, date, location"),
+        HeaderValue::from_static("etag, content-length, date, location, link"),
     );
     metrics::HTTP_LATENCY
         .with_label_values(&[route.as_str()])

@@ -218,6 +218,10 @@ impl Server {
         if !args.iter().any(|a| a == "--h3") {
             cmd.arg("--h3").arg("off");
         }
+        // WebRTC on a loopback port of the system's choosing: parallel servers never collide.
+        if !args.iter().any(|a| a == "--webrtc") {
+            cmd.arg("--webrtc").arg("127.0.0.1:0");
+        }
         if config {
             cmd.arg("--config").arg(dir.path.join("vela.toml"));
         }

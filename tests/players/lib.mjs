@@ -254,7 +254,7 @@ export class Vela {
     this.child = spawnLogged(
       velaBinary(),
       ['serve', '--data', this.data, '--rtmp', `127.0.0.1:${this.rtmpPort}`, '--http', `127.0.0.1:${this.httpPort}`,
-        '--h3', this.h3Port ? `127.0.0.1:${this.h3Port}` : 'off',
+        '--h3', this.h3Port ? `127.0.0.1:${this.h3Port}` : 'off', '--webrtc', '127.0.0.1:0',
         ...(this.configFile ? ['--config', this.configFile] : [])],
       this.log,
       env,
@@ -376,8 +376,9 @@ export const CHROMIUM = process.env.VELA_CHROMIUM || '/usr/bin/chromium';
  * from the first request (`--origin-to-force-quic-on`), and `spkiPins`: the
  * base64 SHA-256 SPKI hashes of certificates it accepts without a CA (Vela's
  * self-signed one). Without them QUIC is off, as in the other player tests.
+ * `extraArgs`: more Chromium flags (e.g. fake media devices for WHIP).
  */
-export async function launchChromium({ quicOrigins = [], spkiPins = [] } = {}) {
+export async function launchChromium({ quicOrigins = [], spkiPins = [], extraArgs = [] } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} does not exist: run scripts/setup (installs Debian's chromium)`);
   }
@@ -409,6 +410,7 @@ export async function launchChromium({ quicOrigins = [], spkiPins = [] } = {}) {
       '--disable-background-timer-throttling',
       '--disable-renderer-backgrounding',
       '--disable-backgrounding-occluded-windows',
+      ...extraArgs,
     ],
   });
 }
