@@ -763,22 +763,19 @@ fn drive(socket: &UdpSocket, id: &str, s: &mut Session, now: Instant) {
 
 fn on_event(id: &str, s: &mut Session, ev: Event, now: Instant) {
     match ev {
-        Event::Connected => {
-            if !s.connected {
-                s.connected = true;
-                s.last_media = now;
-                metrics::connecting().dec();
-                metrics::connected().inc();
-                info!(session = %id, stream = %s.name, "WHIP session connected (ICE + DTLS)");
-            }
+        Event::Connected if !s.connected => {
+            s.connected = true;
+            s.last_media = now;
+            metrics::connecting().dec();
+            metrics::connected().inc();
+            let what = if s.viewer.is_some() { "WHEP" } else { "WHIP" };
+            info!(session = %id, stream = %s.name, "{what} session connected (ICE + DTLS)");
         }
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
             s.ended.get_or_insert("disconnected");
         }
-        Event::MediaAdded(m) => {
-            if m.kind == MediaKind::Video && s.video.is_none() {
-                s.video = Some(m.mid);
-            }
+        Event::MediaAdded(m) if m.kind == MediaKind::Video && s.video.is_none() => {
+            s.video = Some(m.mid);
         }
         Event::KeyframeRequest(_) => {
             if let Some(v) = s.viewer.as_mut() {
