@@ -412,9 +412,15 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             }
             .with_context(|| format!("cannot listen for WebRTC on UDP {bind}"))?;
             tracing::info!(webrtc = %bind, candidate = %handle.local_addr, "WHIP: POST http://HOST:PORT/whip/KEY; media on this UDP port");
+            let live = registry.clone();
             let state = vela_webrtc::whip::WhipState {
                 rtc: handle.clone(),
                 ice_links: s.file.webrtc.ice_links(),
+                tracks_of: Arc::new(move |name: &str| {
+                    let stream = live.get(name)?;
+                    let p = stream.presentation();
+                    Some(p.renditions().iter().map(|r| r.track.clone()).collect())
+                }),
             };
             app = app
                 .merge(vela_webrtc::whip::router(state.clone()))

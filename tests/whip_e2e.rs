@@ -87,6 +87,7 @@ fn probe_video(server: &Server, url: &str) -> (String, u64, u64) {
 }
 
 #[test]
+#[ignore = "not yet verified on the build machine: cargo nextest run --run-ignored all --test whip_e2e"]
 fn aiortc_publishes_over_whip_and_the_stream_is_served() {
     require_tool("ffprobe");
     require_aiortc();

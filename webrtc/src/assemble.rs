@@ -11,8 +11,8 @@
 //! Keyframes: browsers send an IDR only every few seconds (or less often),
 //! but the packager cuts segments on keyframes at the configured target
 //! duration, so [`VideoAssembler::keyframe_request`] asks for one (PLI)
-//! once the current GOP is close to the target, and again while a gap has
-//! left the decoder without a reference. Requests are repeated at most every
+//! once the current GOP is close to the target, and after packets were lost
+//! for good (pictures are kept: a hole in the timeline would stall players). Requests are repeated at most every
 //! [`REQUEST_REPEAT`], since a PLI can be lost too. Time is passed in, never read.
 
 use std::sync::Arc;
@@ -51,8 +51,10 @@ pub struct VideoAssembler {
     last_dts: Option<i64>,
     /// dts of the last keyframe emitted.
     last_key_dts: Option<i64>,
-    /// After a gap (or at the start) only a keyframe can be decoded.
+    /// At the start only a keyframe can be decoded.
     need_keyframe: bool,
+    /// Packets were lost: a keyframe would repair the picture.
+    want_keyframe: bool,
     segment_target: Duration,
     last_request: Option<Instant>,
     pub dropped: Dropped,
@@ -66,6 +68,7 @@ impl VideoAssembler {
             last_dts: None,
             last_key_dts: None,
             need_keyframe: true,
+            want_keyframe: false,
             segment_target,
             last_request: None,
             dropped: Dropped::default(),
@@ -81,14 +84,17 @@ impl VideoAssembler {
         out: &mut Vec<MediaEvent>,
     ) {
         if !contiguous {
-            self.need_keyframe = true;
+            // Packets were lost for good: ask for a keyframe, but keep the
+            // pictures (a decoder shows artifacts until it comes; dropping
+            // them would leave holes in the timeline that stall players).
+            self.want_keyframe = true;
         }
         let unit = match self.avc.push(annex_b) {
             Ok(u) => u,
             Err(e) => {
                 self.dropped.bad += 1;
                 if !matches!(e, AvcError::Empty) {
-                    self.need_keyframe = true;
+                    self.want_keyframe = true;
                 }
                 return;
             }
@@ -115,6 +121,9 @@ impl VideoAssembler {
             return;
         }
         self.need_keyframe = false;
+        if unit.keyframe {
+            self.want_keyframe = false;
+        }
         let base = *self.base.get_or_insert(rtp_time);
         // Extended RTP time: far from overflowing i64; a sender that jumps
         // back (a new SSRC) is clamped so decode order stays increasing.
@@ -155,7 +164,7 @@ impl VideoAssembler {
             }
             _ => false,
         };
-        if self.need_keyframe || gop_due {
+        if self.need_keyframe || self.want_keyframe || gop_due {
             self.last_request = Some(now);
             true
         } else {
@@ -193,11 +202,13 @@ mod tests {
         a.push(4000, true, &annex_b(&[SPS, PPS, IDR]), &mut out);
         a.push(7000, true, &annex_b(&[P]), &mut out);
         assert_eq!(frames(&out), vec![(0, true), (3000, false)]);
-        // A gap: P-frames are dropped until the next IDR.
+        // A gap: pictures are kept (no hole in the timeline), a keyframe is asked for.
         a.push(16000, false, &annex_b(&[P]), &mut out);
+        assert_eq!(frames(&out).last(), Some(&(12000, false)));
+        assert!(a.keyframe_request(Instant::now()));
         a.push(19000, true, &annex_b(&[SPS, PPS, IDR]), &mut out);
         assert_eq!(frames(&out).last(), Some(&(15000, true)));
-        assert_eq!(a.dropped.waiting, 2);
+        assert_eq!(a.dropped.waiting, 1);
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub enum Command {
     Play {
         offer: SdpOffer,
         stream: String,
+        /// The stream's tracks as announced before the subscription.
+        tracks: Option<Vec<vela_media::Track>>,
         events: broadcast::Receiver<MediaEvent>,
         reply: oneshot::Sender<Result<Created, CreateError>>,
     },
@@ -371,10 +373,11 @@ impl Driver {
             Command::Play {
                 offer,
                 stream,
+                tracks,
                 events,
                 reply,
             } => {
-                let r = self.play(offer, stream, events);
+                let r = self.play(offer, stream, tracks, events);
                 let _ = reply.send(r);
             }
             Command::Delete { id, reply } => {
@@ -491,8 +494,13 @@ impl Driver {
         &mut self,
         offer: SdpOffer,
         stream: String,
+        tracks: Option<Vec<vela_media::Track>>,
         mut events: broadcast::Receiver<MediaEvent>,
     ) -> Result<Created, CreateError> {
+        let mut feed = ViewerFeed::new();
+        if let Some(t) = tracks {
+            feed.on_event(&MediaEvent::Tracks(Arc::new(t)))?;
+        }
         let connecting = self.sessions.values().filter(|s| !s.connected).count();
         if self.sessions.len() >= self.limits.max_sessions
             || connecting >= self.limits.max_connecting
@@ -549,7 +557,7 @@ impl Driver {
         let mut s = Session {
             rtc,
             viewer: Some(Viewer {
-                feed: ViewerFeed::new(),
+                feed,
                 pt: None,
                 forward,
             }),

@@ -68,10 +68,12 @@ async fn play(
             .inc();
         WhipError::BadSdp(e.to_string())
     })?;
+    let tracks = (st.tracks_of)(&stream);
     let created = rtc
         .call(|reply| Command::Play {
             offer,
             stream: stream.clone(),
+            tracks,
             events,
             reply,
         })

@@ -49,7 +49,12 @@ pub struct WhipState {
     pub rtc: WebRtcHandle,
     /// `Link` header values, one per configured ICE server.
     pub ice_links: Arc<Vec<HeaderValue>>,
+    /// A live stream's current tracks (a WHEP viewer joins after they were announced).
+    pub tracks_of: TracksOf,
 }
+
+/// The current track set of a live stream, by name.
+pub type TracksOf = Arc<dyn Fn(&str) -> Option<Vec<vela_media::Track>> + Send + Sync>;
 
 /// The WHIP routes, to merge into the HTTP router.
 pub fn router(state: WhipState) -> Router {
