@@ -5,7 +5,7 @@
 // RTMP (ffmpeg, no B-frames) source. Also: the WHIP resource's HTTP surface (201, Location, ETag,
 // CORS, trickle PATCH preconditions, DELETE), refusals, and the metrics.
 //
-//   node --test tests/players/whip.test.mjs   (scripts/test runs it)
+//   node --test tests/players/whip.test.mjs   (not in scripts/test yet: its LL-HLS case fails, see docs/webrtc.md)
 //
 // Needs target/release/vela, ffprobe, /usr/bin/chromium and `npm ci` in
 // tests/players (scripts/setup). Waits are bounded polls; no wall-clock
