@@ -81,7 +81,7 @@ fn start_nginx(origin: std::net::SocketAddr) -> Edge {
     );
     let conf_path = dir.path.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let mut child = Command::new(nginx)
+    let child = Command::new(nginx)
         .arg("-c")
         .arg(&conf_path)
         .arg("-p")
@@ -90,39 +90,12 @@ fn start_nginx(origin: std::net::SocketAddr) -> Edge {
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx starts");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Edge {
-                child,
-                port,
-                _dir: dir,
-            };
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    panic!(
-        "nginx did not listen: {}",
-        std::fs::read_to_string(dir.path.join("error.log")).unwrap_or_default()
-    );
+    let log = dir.path.join("error.log");
+    wait_listening("nginx", child, port, dir, &log, 100)
 }
 
 fn start_varnish(origin: std::net::SocketAddr) -> Edge {
-    // `varnishd -V`: require_tool's `-version` is not a varnishd flag.
-    let varnishd = "varnishd";
-    let ok = Command::new(varnishd)
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "`varnishd` is not installed or does not run: run scripts/setup (it installs varnish)"
-    );
+    let varnishd = require_tool_with("varnishd", "-V");
     let dir = TempDir::new("varnish");
     let port = free_port();
     let vcl = std::fs::read_to_string(
@@ -137,7 +110,7 @@ fn start_varnish(origin: std::net::SocketAddr) -> Edge {
     // -F: in the foreground; -j none: no privilege separation (tests may run
     // as root, and the work directory is the test's own); -n: the instance's
     // work directory, apart from a system Varnish.
-    let mut child = Command::new(varnishd)
+    let child = Command::new(varnishd)
         .args(["-F", "-j", "none", "-s", "malloc,64m", "-a"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("-n")
@@ -148,7 +121,21 @@ fn start_varnish(origin: std::net::SocketAddr) -> Edge {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("varnishd starts");
-    for _ in 0..200 {
+    wait_listening("varnishd", child, port, dir, &log, 200)
+}
+
+/// Waits (`tries` × 100 ms) until the edge started as `child` accepts on
+/// `port`; fails with its log when it exits or never listens.
+fn wait_listening(
+    name: &str,
+    mut child: Child,
+    port: u16,
+    dir: TempDir,
+    log: &std::path::Path,
+    tries: u32,
+) -> Edge {
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    for _ in 0..tries {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Edge {
                 child,
@@ -157,21 +144,18 @@ fn start_varnish(origin: std::net::SocketAddr) -> Edge {
             };
         }
         if let Ok(Some(st)) = child.try_wait() {
-            panic!(
-                "varnishd exited ({st}): {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            panic!("{name} exited ({st}): {}", log_text());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    panic!(
-        "varnishd did not listen: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    let text = log_text();
+    // Dropping the edge stops it (SIGTERM, then SIGKILL).
+    drop(Edge {
+        child,
+        port,
+        _dir: dir,
+    });
+    panic!("{name} did not listen: {text}");
 }
 
 /// One LL-HLS client: blocking reloads for the next part, then the part,

@@ -19,18 +19,6 @@ use std::time::Duration;
 
 const POLL: Duration = Duration::from_millis(200);
 
-/// `tool` with `arg` (its version flag) runs.
-fn require(tool: &str, arg: &str) {
-    let ok = Command::new(tool)
-        .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "`{tool}` is not installed or does not run: run scripts/setup"
-    );
-}
-
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .expect("bind udp 127.0.0.1:0")
@@ -211,8 +199,8 @@ fn segment_urls(playlist_url: &str, text: &str) -> Vec<String> {
 #[test]
 fn https_http2_http3_and_certificate_reload() {
     let ffmpeg = require_tool("ffmpeg");
-    require("curl", "--version");
-    require("openssl", "version");
+    require_tool_with("curl", "--version");
+    require_tool_with("openssl", "version");
     let certs = TempDir::new("vela-certs");
     let (cert_a, key_a) = openssl_cert(&certs.path, "a");
     let (cert_b, key_b) = openssl_cert(&certs.path, "b");
@@ -373,8 +361,8 @@ fn https_http2_http3_and_certificate_reload() {
 
 #[test]
 fn self_signed_certificate_without_tls_is_kept_and_its_spki_logged() {
-    require("curl", "--version");
-    require("openssl", "version");
+    require_tool_with("curl", "--version");
+    require_tool_with("openssl", "version");
     let (server, https, h3) = start_tls_server("");
     let cert = server.data.join("tls/self-signed.crt");
     assert!(cert.exists(), "{} missing", cert.display());

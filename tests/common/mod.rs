@@ -707,15 +707,21 @@ pub fn resolve(base: &str, uri: &str) -> String {
 // ---------------------------------------------------------------------------
 
 pub fn require_tool(name: &str) -> PathBuf {
+    require_tool_with(name, "-version")
+}
+
+/// Like [`require_tool`], for a tool whose version flag is `version_arg`
+/// (`-V`, `--version`).
+pub fn require_tool_with(name: &str, version_arg: &str) -> PathBuf {
     let ok = Command::new(name)
-        .arg("-version")
+        .arg(version_arg)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        panic!("`{name}` is not installed or does not run: run scripts/setup (it installs ffmpeg)");
+        panic!("`{name}` is not installed or does not run: run scripts/setup (it installs it)");
     }
     PathBuf::from(name)
 }
