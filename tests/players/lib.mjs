@@ -311,14 +311,23 @@ export class Vela {
 
 let pubCounter = 0;
 
+/** Runs ffmpeg with `args` (the command in ffmpeg-N.cmd, output in ffmpeg-N.log). */
+function spawnFfmpeg(args, workDir) {
+  const n = pubCounter++;
+  const log = path.join(workDir, `ffmpeg-${n}.log`);
+  fs.writeFileSync(path.join(workDir, `ffmpeg-${n}.cmd`), `ffmpeg ${args.join(' ')}\n`);
+  const child = spawnLogged(process.env.VELA_FFMPEG || 'ffmpeg', args, log);
+  child.logPath = log;
+  child.logTail = () => tail(log, 3000);
+  return child;
+}
+
 /**
  * The publisher of the issue: lavfi testsrc2 720p30 and a 440 Hz sine, x264
  * veryfast zerolatency with a 1 s GOP, AAC, live (`-re`), as FLV over RTMP.
  * `seconds` null: runs until stopped.
  */
 export function publish(url, workDir, { seconds = null } = {}) {
-  const n = pubCounter++;
-  const log = path.join(workDir, `ffmpeg-${n}.log`);
   const args = ['-hide_banner', '-nostdin', '-loglevel', 'warning',
     '-re', '-f', 'lavfi', '-i', 'testsrc2=size=1280x720:rate=30',
     '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000'];
@@ -328,11 +337,7 @@ export function publish(url, workDir, { seconds = null } = {}) {
     '-pix_fmt', 'yuv420p', '-b:v', '2500k', '-maxrate', '2500k', '-bufsize', '5000k',
     '-c:a', 'aac', '-b:a', '128k', '-ar', '48000',
     '-flvflags', 'no_duration_filesize', '-f', 'flv', url);
-  fs.writeFileSync(path.join(workDir, `ffmpeg-${n}.cmd`), `ffmpeg ${args.join(' ')}\n`);
-  const child = spawnLogged(process.env.VELA_FFMPEG || 'ffmpeg', args, log);
-  child.logPath = log;
-  child.logTail = () => tail(log, 3000);
-  return child;
+  return spawnFfmpeg(args, workDir);
 }
 
 /**
@@ -341,16 +346,10 @@ export function publish(url, workDir, { seconds = null } = {}) {
  * a long-running stream that costs the machine nothing.
  */
 export function publishLoop(url, workDir, file) {
-  const n = pubCounter++;
-  const log = path.join(workDir, `ffmpeg-${n}.log`);
   const args = ['-hide_banner', '-nostdin', '-loglevel', 'warning',
     '-re', '-stream_loop', '-1', '-i', file, '-c', 'copy',
     '-flvflags', 'no_duration_filesize', '-f', 'flv', url];
-  fs.writeFileSync(path.join(workDir, `ffmpeg-${n}.cmd`), `ffmpeg ${args.join(' ')}\n`);
-  const child = spawnLogged(process.env.VELA_FFMPEG || 'ffmpeg', args, log);
-  child.logPath = log;
-  child.logTail = () => tail(log, 3000);
-  return child;
+  return spawnFfmpeg(args, workDir);
 }
 
 /** Waits (bounded) until the stream's manifest answers 200. */
